@@ -1,0 +1,48 @@
+"""`python -m handler serve|invoke|sweep|policy|ledger|demo`: local commands around the function."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m handler COMMAND [ARGS]
+
+commands:
+  serve [--host H] [--port P]        a local HTTP endpoint handing requests to main_handler
+  invoke FILE [--lambda]             invoke the function with a sample event (see events/)
+  sweep                              drain due work, then reconcile recent FAILED jobs
+  policy check FILE | explain FILE --job JSON
+                                     validate a policy file, or explain a decision
+  ledger list|show JOB_ID|stats      what the function decided, and the ledger's state
+  demo                               emulator + endpoint + a mixed fleet of jobs, then a table
+"""
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        from handler.commands.serve import main as serve
+        return serve(rest)
+    if command == "invoke":
+        from handler.commands.invoke import main as invoke
+        return invoke(rest)
+    if command == "sweep":
+        from handler.commands.sweep import main as sweep
+        return sweep(rest)
+    if command == "ledger":
+        from handler.commands.ledger import main as ledger
+        return ledger(rest)
+    if command == "policy":
+        from handler.policy.cli import main as policy  # type: ignore[import-not-found,unused-ignore]
+        return int(policy(rest))
+    if command == "demo":
+        from handler.commands.demo import main as demo
+        return demo(rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,46 @@
+"""Invoke the function once with an event file, as the platform would."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+
+class LocalLambdaContext:
+    """Just enough of AWS's context object for the entry point."""
+
+    def __init__(self, seconds: float = 30.0) -> None:
+        import time
+        self._end = time.time() + seconds
+        self.aws_request_id = uuid.uuid4().hex
+        self.function_name = "batch-autoretry-local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+        return int((self._end - time.time()) * 1000)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m handler invoke", description=__doc__)
+    ap.add_argument("file", help="a JSON event, e.g. events/scf-apigw-push-envelope.json ('-' for stdin)")
+    ap.add_argument("--lambda", dest="aws", action="store_true", help="use lambda_handler")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("AUTORETRY_LOCAL", "true")
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        event = json.loads(text)
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"cannot read event {args.file}: {e}", file=sys.stderr)
+        return 2
+    from handler.app import lambda_handler, main_handler
+
+    if args.aws:
+        result = lambda_handler(event, LocalLambdaContext())
+    else:
+        result = main_handler(event, {"request_id": uuid.uuid4().hex, "time_limit_in_ms": 30000})
+    print(json.dumps(result, indent=2))
+    return 0 if int(result.get("statusCode", 200)) < 400 else 1

@@ -1,0 +1,103 @@
+"""The function's configuration, read from `AUTORETRY_*` environment variables in one place."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from handler.notices import REGION_PATTERN
+
+LOCAL_STORE = "sqlite:///var/autoretry.db"
+CLOUD_FALLBACK_STORE = "sqlite:////tmp/autoretry.db"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the variable and what it accepts."""
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+    return value
+
+
+def in_cloud(env: Mapping[str, str]) -> bool:
+    return env.get("TENCENTCLOUD_RUNENV") == "SCF" or "AWS_LAMBDA_FUNCTION_NAME" in env
+
+
+@dataclass(frozen=True)
+class Config:
+    store: str
+    policy: str | None
+    regions: tuple[str, ...]
+    batch_endpoint: str | None
+    batch_protocol: str
+    auth_token: str | None
+    auth_hmac_secret: str | None
+    local: bool
+    dry_run: bool
+    retention_s: float
+    api_speedup: float
+    store_is_fallback: bool = False
+
+    @property
+    def default_region(self) -> str:
+        return self.regions[0]
+
+    def __repr__(self) -> str:  # secrets stay out of any log line that prints the config
+        return (f"Config(store={self.store!r}, regions={self.regions}, "
+                f"endpoint={self.batch_endpoint!r}, dry_run={self.dry_run})")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        store = env.get("AUTORETRY_STORE", "").strip()
+        fallback = False
+        if not store:
+            store, fallback = (CLOUD_FALLBACK_STORE, True) if in_cloud(env) else (LOCAL_STORE, False)
+        regions = tuple(r.strip() for r in env.get("AUTORETRY_REGION", "ap-guangzhou").split(",")
+                        if r.strip())
+        for r in regions or ("",):
+            if not re.match(REGION_PATTERN, r):
+                raise ConfigError(f"AUTORETRY_REGION={r!r}: expected a region such as ap-guangzhou "
+                                  "(several separated by commas)")
+        protocol = env.get("AUTORETRY_BATCH_PROTOCOL", "https").strip().lower() or "https"
+        if protocol not in ("https", "http"):
+            raise ConfigError(f"AUTORETRY_BATCH_PROTOCOL={protocol!r}: expected https or http")
+        endpoint = env.get("AUTORETRY_BATCH_ENDPOINT", "").strip() or None
+        if endpoint and not re.match(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$", endpoint):
+            raise ConfigError(f"AUTORETRY_BATCH_ENDPOINT={endpoint!r}: expected host or host:port")
+        return cls(
+            store=store,
+            policy=env.get("AUTORETRY_POLICY") or None,
+            regions=regions,
+            batch_endpoint=endpoint,
+            batch_protocol=protocol,
+            auth_token=env.get("AUTORETRY_AUTH_TOKEN") or None,
+            auth_hmac_secret=env.get("AUTORETRY_HMAC_SECRET") or None,
+            local=_flag(env, "AUTORETRY_LOCAL"),
+            dry_run=_flag(env, "AUTORETRY_DRY_RUN"),
+            retention_s=_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
+            api_speedup=_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),
+            store_is_fallback=fallback,
+        )
