@@ -1,0 +1,198 @@
+"""The retrier's flow over a real SQLite ledger and an in-memory gateway."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from handler.gateway import ApiError, ErrorKind
+from handler.jobs import FailureKey, JobRef
+from handler.ledger import FailureState, Ledger
+from handler.ledger.sqlite import SqliteStore
+from handler.observe import Observer
+from handler.policy import DefaultPolicy
+from handler.retrier import Deadline, Retrier, Settings
+
+from .fakes import FakeGateway
+
+REGION = "ap-guangzhou"
+
+
+class Clock:
+    def __init__(self) -> None:
+        # Starts at the real time: SQLite's expiry cleanup reads the wall clock.
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make(tmp_path: Path, clock: Clock, gw: FakeGateway, **settings: object) -> Retrier:
+    ledger = Ledger(SqliteStore(str(tmp_path / "l.db")), clock=clock)
+    return Retrier(ledger, gw, DefaultPolicy(), settings=Settings(**settings),  # type: ignore[arg-type]
+                   observer=Observer(quiet=True), clock=clock, sleep=clock.sleep)
+
+
+def deadline(clock: Clock) -> Deadline:
+    return Deadline(clock.now + 60, clock)
+
+
+def end(clock: Clock, ago: float = 5) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now - ago))
+
+
+def test_duplicate_notices_give_one_retry(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    r = make(tmp_path, clock, gw)
+    for _ in range(5):
+        r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+        r.drain(deadline(clock))
+    assert gw.retried == [["job-00000001"]]
+
+
+def test_burst_is_retried_in_one_call_per_hundred_jobs(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    for i in range(250):
+        gw.fail(f"job-{i:08d}", end(clock))
+        make(tmp_path, clock, gw).enqueue(JobRef(REGION, f"job-{i:08d}"), "JOB_FAILED", {})
+    r = make(tmp_path, clock, gw)
+    report = r.drain(deadline(clock))
+    assert [len(b) for b in gw.retried] == [100, 100, 50]
+    assert len(set(report.retried)) == 250
+
+
+def test_job_failing_again_is_retried_up_to_three_times_then_left_alone(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    r = make(tmp_path, clock, gw)
+    job = JobRef(REGION, "job-00000001")
+    for _ in range(5):
+        clock.now += 10
+        gw.fail(job.job_id, end(clock, ago=1))
+        r.enqueue(job, "JOB_FAILED", {})
+        r.drain(deadline(clock))
+    assert gw.count(job.job_id) == 3
+    skipped = [d for d in r.observer.decisions if d["outcome"] == "skipped"]
+    assert len(skipped) == 2 and skipped[0]["reason"].startswith("max_attempts")
+
+
+def test_job_not_failed_when_verified_is_never_retried(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock), state="RUNNING")
+    r = make(tmp_path, clock, gw)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    assert gw.retried == []
+    assert r.observer.decisions[-1]["outcome"] == "not_failed"
+
+
+def test_throttled_call_releases_the_claim_and_retries_later(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    gw.fail_next.append(ApiError("RetryJobs", ErrorKind.THROTTLED, "RequestLimitExceeded", "slow"))
+    r = make(tmp_path, clock, gw)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    r.flush(deadline(clock), wait=True)
+    assert gw.retried == []
+    key = FailureKey(REGION, "job-00000001", gw.jobs["job-00000001"]["EndTime"])
+    assert r.ledger.state(key) is None and r.ledger.history(key.job).spent() == 0
+    clock.now += 120
+    r.drain(deadline(clock))
+    assert gw.retried == [["job-00000001"]]
+
+
+@pytest.mark.parametrize("applied", [True, False])
+def test_ambiguous_call_is_resolved_by_rereading_never_doubled(tmp_path: Path, clock: Clock,
+                                                               applied: bool) -> None:
+    gw = FakeGateway(apply_on_error=applied)
+    gw.fail("job-00000001", end(clock))
+    gw.fail_next.append(ApiError("RetryJobs", ErrorKind.AMBIGUOUS, "ClientNetworkError", "Read timed out"))
+    r = make(tmp_path, clock, gw)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    key = FailureKey(REGION, "job-00000001", gw.jobs["job-00000001"]["EndTime"])
+    assert r.ledger.state(key) is not None and r.ledger.state(key)[0] == FailureState.AMBIGUOUS  # type: ignore[index]
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})  # a redelivery meanwhile
+    r.drain(deadline(clock))
+    assert gw.count("job-00000001") == (1 if applied else 0)
+    clock.now += 120
+    r.drain(deadline(clock))
+    assert gw.count("job-00000001") == 1
+    assert r.ledger.history(key.job).spent() == 1
+    assert r.ledger.state(key) == (FailureState.RETRIED, 0.0)
+
+
+def test_batch_rejected_for_one_job_retries_the_others(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    for i in range(3):
+        gw.fail(f"job-0000000{i}", end(clock))
+    r = make(tmp_path, clock, gw)
+    for i in range(3):
+        r.enqueue(JobRef(REGION, f"job-0000000{i}"), "JOB_FAILED", {})
+    # between our DescribeJobs and RetryJobs, job 1 changes state
+    real = gw.describe_jobs
+
+    def describe_then_change(region: str, ids: list[str]):  # type: ignore[no-untyped-def]
+        views = real(region, ids)
+        gw.jobs["job-00000001"]["JobState"] = "RUNNABLE"
+        gw.describe_jobs = real  # type: ignore[method-assign]
+        return views
+
+    gw.describe_jobs = describe_then_change  # type: ignore[method-assign]
+    r.drain(deadline(clock))
+    assert sorted(j for b in gw.retried for j in b) == ["job-00000000", "job-00000002"]
+
+
+def test_dry_run_decides_without_calling_retry_jobs(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    r = make(tmp_path, clock, gw, dry_run=True)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    assert gw.retried == []
+    assert r.observer.decisions[-1]["outcome"] == "dry_run"
+
+
+def test_sweep_enqueues_failures_no_notice_announced(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    gw.fail("job-00000002", end(clock, ago=3 * 86400))  # too old for the default policy
+    r = make(tmp_path, clock, gw)
+    r.sweep(deadline(clock))
+    assert gw.retried == [["job-00000001"]]
+
+
+def test_pump_waits_out_a_short_backoff_rather_than_leave_it_to_the_timer(
+    tmp_path: Path, clock: Clock
+) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    gw.fail_next.append(ApiError("RetryJobs", ErrorKind.THROTTLED, "RequestLimitExceeded", "slow"))
+    r = make(tmp_path, clock, gw)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    r.pump(deadline(clock), linger_s=5)
+    assert gw.retried == [["job-00000001"]]
+
+
+def test_pump_leaves_the_queue_to_a_live_drainer(tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    r = make(tmp_path, clock, gw)
+    other = Ledger(r.ledger.store, clock=clock, owner="other")
+    assert other.acquire_drainer(30)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    assert r.pump(deadline(clock)).stopped == "busy"
+    assert gw.retried == []
+    other.release_drainer()
+    r.pump(deadline(clock))
+    assert gw.retried == [["job-00000001"]]

@@ -1,0 +1,199 @@
+"""The ledger's rules, run against every store."""
+
+from __future__ import annotations
+
+import threading
+
+from handler.jobs import FailureKey, JobRef
+from handler.ledger import ClaimOutcome, FailureState, Ledger, Store
+from handler.policy import Action, FleetBudget, RetryDecision
+
+from .conftest import FakeClock
+
+JOB = JobRef("ap-guangzhou", "job-abcd1234")
+KEY = FailureKey("ap-guangzhou", "job-abcd1234", "2026-11-24T10:00:00Z")
+
+
+def retry(cap: int = 3, counter: str = "attempts", fleet: FleetBudget | None = None) -> RetryDecision:
+    return RetryDecision(Action.RETRY, "test", "because", cap=cap, counter=counter, fleet=fleet)
+
+
+def test_duplicate_enqueues_keep_one_entry_counting_notices(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    for _ in range(3):
+        ledger.enqueue(JOB, event_name="JOB_FAILED")
+    entries = ledger.take(100, lease_s=30)
+    assert [e.job for e in entries] == [JOB]
+    assert entries[0].notices == 3
+
+
+def test_taken_entry_is_not_taken_again_until_its_lease_expires(store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    a.enqueue(JOB)
+    assert len(a.take(100, lease_s=30)) == 1
+    assert b.take(100, lease_s=30) == []
+    clock.advance(31)
+    taken = b.take(100, lease_s=30)
+    assert [e.owner for e in taken] == ["b"]
+
+
+def test_finish_removes_the_entry(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.enqueue(JOB)
+    [entry] = ledger.take(10, 30)
+    ledger.finish(entry)
+    clock.advance(100)
+    assert ledger.take(10, 30) == []
+
+
+def test_notice_during_a_flush_survives_finish(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.enqueue(JOB)
+    [entry] = ledger.take(10, 30)
+    ledger.enqueue(JOB, event_name="JOB_FAILED")  # the job failed again while we worked
+    ledger.finish(entry)
+    assert [e.job for e in ledger.take(10, 30)] == [JOB]
+
+
+def test_defer_makes_the_entry_due_later(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.enqueue(JOB)
+    [entry] = ledger.take(10, 30)
+    ledger.defer(entry, clock.now + 50, backoff_step=2)
+    clock.advance(49)
+    assert ledger.take(10, 30) == []
+    clock.advance(2)
+    [again] = ledger.take(10, 30)
+    assert again.backoff_step == 2
+
+
+def test_a_failure_is_claimed_once(store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    assert a.claim(KEY, retry(), lease_s=30) == ClaimOutcome.CLAIMED
+    assert b.claim(KEY, retry(), lease_s=30) == ClaimOutcome.DUPLICATE
+    a.record_retried(KEY)
+    clock.advance(10_000)
+    assert b.claim(KEY, retry(), lease_s=30) == ClaimOutcome.DUPLICATE
+    assert a.state(KEY) == (FailureState.RETRIED, 0.0)
+    assert a.history(JOB).spent() == 1
+
+
+def test_concurrent_claims_of_one_failure_let_exactly_one_through(store: Store) -> None:
+    ledgers = [Ledger(store, owner=f"o{i}") for i in range(8)]
+    results: list[ClaimOutcome] = []
+    lock = threading.Lock()
+
+    def claim(ledger: Ledger) -> None:
+        outcome = ledger.claim(KEY, retry(), lease_s=30)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=claim, args=(ld,)) for ld in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results).count(ClaimOutcome.CLAIMED) == 1
+    assert results.count(ClaimOutcome.DUPLICATE) == 7
+    assert ledgers[0].history(JOB).spent() == 1
+
+
+def test_claims_stop_at_the_cap(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    for i in range(3):
+        key = FailureKey(JOB.region, JOB.job_id, f"2026-11-24T10:00:0{i}Z")
+        assert ledger.claim(key, retry(cap=3), 30) == ClaimOutcome.CLAIMED
+        ledger.record_retried(key)
+    fourth = FailureKey(JOB.region, JOB.job_id, "2026-11-24T10:00:09Z")
+    assert ledger.claim(fourth, retry(cap=3), 30) == ClaimOutcome.OVER_CAP
+    assert ledger.history(JOB).spent() == 3
+
+
+def test_separate_counters_do_not_spend_the_budget(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    assert ledger.claim(KEY, retry(cap=1, counter="infra"), 30) == ClaimOutcome.CLAIMED
+    assert ledger.history(JOB).spent("attempts") == 0
+    assert ledger.history(JOB).spent("infra") == 1
+
+
+def test_expired_claim_is_taken_over_without_spending_again(store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    assert a.claim(KEY, retry(), 30) == ClaimOutcome.CLAIMED
+    clock.advance(31)  # a died between claim and record
+    assert b.claim(KEY, retry(), 30) == ClaimOutcome.TAKEN_OVER
+    b.record_retried(KEY)
+    a.release(KEY, "late")  # a's late release must not undo b's work
+    assert b.state(KEY) == (FailureState.RETRIED, 0.0)
+    assert b.history(JOB).spent() == 1
+
+
+def test_release_refunds_and_lets_the_failure_be_claimed_again(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.claim(KEY, retry(), 30)
+    ledger.release(KEY, "throttled")
+    assert ledger.history(JOB).spent() == 0
+    assert ledger.state(KEY) is None
+    assert ledger.claim(KEY, retry(), 30) == ClaimOutcome.CLAIMED
+
+
+def test_ambiguous_claim_stays_pending_until_confirmed(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.claim(KEY, retry(), 30)
+    ledger.mark_ambiguous(KEY, clock.now + 60, "timeout")
+    assert ledger.pending(JOB) == [KEY]
+    assert ledger.is_settled(KEY)  # leased until the re-check
+    clock.advance(61)
+    assert not ledger.is_settled(KEY)
+    ledger.confirm_retried(KEY)
+    assert ledger.pending(JOB) == []
+    assert ledger.state(KEY) == (FailureState.RETRIED, 0.0)
+    assert ledger.history(JOB).spent() == 1
+
+
+def test_skipped_failure_is_never_claimed(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    assert ledger.record_skip(KEY, "no-oom", "exit 137")
+    assert ledger.claim(KEY, retry(), 30) == ClaimOutcome.DUPLICATE
+    job = ledger.job(JOB)
+    assert job is not None
+    assert job["decisions"][-1]["reason"] == "exit 137"
+
+
+def test_fleet_budget_caps_retries_per_window(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    fleet = FleetBudget(max_retries=2, window_s=60)
+    outcomes = [
+        ledger.claim(FailureKey("ap-guangzhou", f"job-fleet00{i}", "t"), retry(fleet=fleet), 30)
+        for i in range(3)
+    ]
+    assert outcomes == [ClaimOutcome.CLAIMED, ClaimOutcome.CLAIMED, ClaimOutcome.OVER_FLEET_BUDGET]
+    clock.advance(60)
+    later = FailureKey("ap-guangzhou", "job-fleet009", "t")
+    assert ledger.claim(later, retry(fleet=fleet), 30) == ClaimOutcome.CLAIMED
+
+
+def test_token_bucket_spaces_calls_across_instances(store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    assert a.take_token("RetryJobs", 2.0) == 0.0
+    wait = b.take_token("RetryJobs", 2.0)
+    assert 0.49 < wait <= 0.5
+    clock.advance(0.5)
+    assert b.take_token("RetryJobs", 2.0) == 0.0
+    assert a.take_token("DescribeJobs", 2.0) == 0.0  # buckets are per action
+
+
+def test_only_one_drainer_at_a_time_until_released_or_expired(store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    assert a.acquire_drainer(10)
+    assert not b.acquire_drainer(10)
+    a.release_drainer()
+    assert b.acquire_drainer(10)
+    clock.advance(11)  # b died while draining
+    assert a.acquire_drainer(10)
+
+
+def test_next_due_reports_the_earliest_entry_within_the_horizon(store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.enqueue(JOB, due_at=clock.now + 3)
+    assert ledger.next_due(1) is None
+    assert ledger.next_due(5) == clock.now + 3
