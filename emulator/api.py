@@ -1,0 +1,176 @@
+"""The Batch API 3.0 actions the emulator answers, with the service's own error codes and limits."""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from emulator.fleet import Fleet, Job, Outcome
+
+VERSION = "2017-03-12"
+JOB_ID = re.compile(r"^job-[0-9a-z]{8}$")
+MAX_IDS = 100
+
+# Requests per second per action for the account (the lowest of Tencent's documented figures).
+LIMITS: dict[str, float] = {"RetryJobs": 2, "DescribeJobs": 2, "DescribeJob": 2, "DescribeTask": 3,
+                            "TerminateJob": 2, "SubmitJob": 5}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class RateLimiter:
+    """At most `limit` requests of an action in any window of one (scaled) second."""
+
+    def __init__(self, limits: dict[str, float], speedup: float = 1.0) -> None:
+        self.limits, self.window = limits, 1.0 / speedup
+        self._seen: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def allow(self, action: str, now: float | None = None) -> bool:
+        limit = self.limits.get(action)
+        if limit is None:
+            return True
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            seen = self._seen[action]
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= limit:
+                return False
+            seen.append(now)
+            return True
+
+
+def _ids(params: dict[str, Any], key: str = "JobIds") -> list[str]:
+    ids = params.get(key)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError("InvalidParameter", f"{key} must be a list of strings")
+    if len(ids) > MAX_IDS:
+        raise ApiError("InvalidParameterValue.LimitExceeded", f"{key} takes at most {MAX_IDS} ids")
+    return ids
+
+
+def _page(params: dict[str, Any], default: int = 20, most: int = MAX_IDS) -> tuple[int, int]:
+    offset, limit = params.get("Offset", 0), params.get("Limit", default)
+    if not isinstance(offset, int) or not isinstance(limit, int) or offset < 0 or limit < 0:
+        raise ApiError("InvalidParameter", "Offset and Limit must be non-negative integers")
+    if limit > most:
+        raise ApiError("InvalidParameterValue.LimitExceeded", f"Limit is at most {most}")
+    return offset, limit
+
+
+class Api:
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "SubmitJob": self.submit_job, "DescribeJob": self.describe_job,
+            "DescribeJobs": self.describe_jobs, "DescribeTask": self.describe_task,
+            "RetryJobs": self.retry_jobs, "TerminateJob": self.terminate_job,
+        }
+
+    def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action not in self.actions:
+            raise ApiError("InvalidAction", f"the action {action!r} does not exist")
+        with self.fleet.lock:
+            return self.actions[action](params)
+
+    def _job(self, job_id: object) -> Job:
+        if not isinstance(job_id, str) or not job_id:
+            raise ApiError("MissingParameter", "JobId is required")
+        if not JOB_ID.match(job_id):
+            raise ApiError("InvalidParameter.JobIdMalformed", f"the JobId {job_id!r} is malformed")
+        job = self.fleet.jobs.get(job_id)
+        if job is None:
+            raise ApiError("ResourceNotFound.Job", f"the job {job_id} does not exist")
+        return job
+
+    # --- actions ---------------------------------------------------------------------------------
+    def submit_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        spec = params.get("Job")
+        if not isinstance(spec, dict) or not isinstance(spec.get("JobName"), str):
+            raise ApiError("InvalidParameter", "Job.JobName is required")
+        topic, notify, event_vars = None, set(), {}
+        for note in spec.get("Notifications") or []:
+            topic = note.get("TopicName")
+            for config in note.get("EventConfigs") or []:
+                notify.add(config.get("EventName"))
+                event_vars.update({v["Name"]: v["Value"] for v in config.get("EventVars") or []})
+        tags = {t["Key"]: t["Value"] for t in spec.get("Tags") or []}
+        # The emulator's own knob: tag `emulator:fail` = "<reason>|<exit code>" makes every run fail.
+        script = [Outcome.succeed()]
+        if "emulator:fail" in tags:
+            reason, _, code = tags["emulator:fail"].partition("|")
+            script = [Outcome.fail(reason, int(code) if code else None)]
+        job = self.fleet.add(spec["JobName"], script, topic=topic, notify=notify, event_vars=event_vars,
+                             tags=tags)
+        return {"JobId": job.job_id}
+
+    def describe_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._job(params.get("JobId")).detail()
+
+    def describe_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "JobIds" in params and "Filters" in params:
+            raise ApiError("InvalidParameter", "JobIds and Filters cannot be used together")
+        offset, limit = _page(params)
+        if "JobIds" in params:
+            ids = _ids(params)
+            for job_id in ids:
+                if not JOB_ID.match(job_id):
+                    raise ApiError("InvalidParameter.JobIdMalformed", f"the JobId {job_id!r} is malformed")
+            jobs = [self.fleet.jobs[i] for i in dict.fromkeys(ids) if i in self.fleet.jobs]
+        else:
+            jobs = sorted(self.fleet.jobs.values(), key=lambda j: (-j.created, j.job_id))
+            for flt in params.get("Filters") or []:
+                jobs = self._filter(jobs, flt)
+        return {"JobSet": [j.view() for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
+
+    @staticmethod
+    def _filter(jobs: list[Job], flt: Any) -> list[Job]:
+        if not isinstance(flt, dict) or not isinstance(flt.get("Values"), list):
+            raise ApiError("InvalidFilter", "a filter needs Name and Values")
+        name, values = flt.get("Name"), set(flt["Values"])
+        if len(values) > 5:
+            raise ApiError("InvalidParameterValue.LimitExceeded", "a filter takes at most 5 values")
+        if name == "job-state":
+            return [j for j in jobs if j.state in values]
+        if name == "job-name":
+            return [j for j in jobs if j.name in values]
+        if name == "job-id":
+            return [j for j in jobs if j.job_id in values]
+        if isinstance(name, str) and name.startswith("tag:"):
+            return [j for j in jobs if j.tags.get(name[4:]) in values]
+        raise ApiError("InvalidParameterValue.InvalidFilter", f"unknown filter {name!r}")
+
+    def describe_task(self, params: dict[str, Any]) -> dict[str, Any]:
+        job = self._job(params.get("JobId"))
+        if params.get("TaskName") != "main":
+            raise ApiError("ResourceNotFound.Task", f"the task {params.get('TaskName')!r} does not exist")
+        return job.task_detail()
+
+    def retry_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        ids = _ids(params)
+        if not ids:
+            raise ApiError("MissingParameter", "JobIds is required")
+        jobs = [self._job(i) for i in ids]  # all-or-nothing: check every id before any re-run
+        for job in jobs:
+            if job.state != "FAILED":
+                raise ApiError("UnsupportedOperation",
+                               f"the job {job.job_id} is {job.state}; only FAILED jobs can be retried")
+        for job_id in dict.fromkeys(ids):
+            self.fleet.retry(self.fleet.jobs[job_id])
+        return {}
+
+    def terminate_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        job = self._job(params.get("JobId"))
+        if job.state == "SUBMITTED":
+            raise ApiError("UnsupportedOperation", "a SUBMITTED job cannot be terminated")
+        self.fleet.terminate(job)
+        return {}
