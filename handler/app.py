@@ -46,16 +46,20 @@ _runtime: tuple[Config, Runtime] | None = None
 
 def build_runtime(config: Config) -> Runtime:
     store = open_store(config.store)
+    # AUTORETRY_API_SPEEDUP (emulator only) scales every pace. A claim's lease always outlasts a
+    # RetryJobs call by a wide margin: the lease is what keeps a second caller out.
+    speedup = max(config.api_speedup, 1.0)
+    timeout_s = max(1.0, 5.0 / speedup)
     rates = {a: r * config.api_speedup for a, r in RATE_LIMITS.items()}
     settings = Settings(dry_run=config.dry_run, rates=rates, regions=config.regions,
-                        lease_s=max(2.0, 60.0 / config.api_speedup) if config.api_speedup > 1 else 60.0,
-                        recheck_s=30.0 / max(config.api_speedup, 1.0),
-                        backoff_base_s=1.0 / max(config.api_speedup, 1.0),
-                        backoff_cap_s=60.0 / max(config.api_speedup, 1.0))
+                        lease_s=max(3 * timeout_s + 2, 60.0 / speedup),
+                        recheck_s=30.0 / speedup, backoff_base_s=1.0 / speedup,
+                        backoff_cap_s=60.0 / speedup)
     return Runtime(
         config=config,
         ledger=Ledger(store, retention_s=config.retention_s),
-        gateway=BatchGateway(endpoint=config.batch_endpoint, protocol=config.batch_protocol),
+        gateway=BatchGateway(endpoint=config.batch_endpoint, protocol=config.batch_protocol,
+                             timeout_s=timeout_s),
         policy=load_policy(config.policy),
         settings=settings,
     )

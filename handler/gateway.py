@@ -101,7 +101,7 @@ class BatchGateway:
         endpoint: str | None = None,
         protocol: str = "https",
         credentials: Callable[[], Credentials | None] = credentials_from_env,
-        timeout_s: int = 5,
+        timeout_s: float = 5.0,
     ) -> None:
         self.endpoint, self.protocol, self.timeout_s = endpoint, protocol, timeout_s
         self._credentials = credentials

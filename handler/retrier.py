@@ -24,7 +24,7 @@ from handler.policy import Action, Failure, Policy, RetryDecision
 
 
 class Gateway(Protocol):
-    timeout_s: int
+    timeout_s: float
 
     def describe_jobs(self, region: str, job_ids: list[str]) -> dict[str, JobView]: ...
     def list_jobs(self, region: str, state: str, offset: int, limit: int = ...
@@ -173,7 +173,8 @@ class Retrier:
         """One group commit: up to 100 due jobs, one DescribeJobs, one RetryJobs. With `wait`
         False it gives up at once when the API's token is taken by another instance."""
         report = FlushReport()
-        if deadline.remaining() < self.gateway.timeout_s * 2 + 1:
+        # Each call checks again that it still fits (see _token); a flush starts if one does.
+        if deadline.remaining() < self.gateway.timeout_s + 1:
             report.stopped = "time"
             return report
         if not self.ledger.has_due():
@@ -348,6 +349,8 @@ class Retrier:
                 report.stopped = "time"
                 return
             batch = safe
+            if not batch:
+                return
         ids = [c.key.job_id for c in batch]
         try:
             report.api_calls += 1
