@@ -1,0 +1,141 @@
+"""The local demo: the Batch API emulator, the function behind a local HTTP endpoint on SQLite, and
+a mixed fleet of jobs whose failures are pushed (with duplicates) the way a TDMQ-CMQ subscription
+pushes them. Prints what was retried, what was skipped, and why."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECRET_ID, SECRET_KEY = "AKIDLOCALDEMO", "demo-secret-key"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    story: str
+    script: list[Any]
+    publish: bool = True
+
+
+def scenarios() -> list[Scenario]:
+    from emulator import Outcome
+
+    spot = Outcome.fail(reason="CVM_SPOT_RECLAIMED: instance reclaimed", exit_code=None)
+    bug = Outcome.fail(reason="task exited with code 1", exit_code=1)
+    return [
+        Scenario("render-spot-1", "spot reclaim, then succeeds", [spot, Outcome.succeed()]),
+        Scenario("render-spot-2", "spot reclaim twice, then succeeds", [spot, spot, Outcome.succeed()]),
+        Scenario("etl-flaky-mount", "mount error, then succeeds",
+                 [Outcome.fail(reason="mount: /data timed out", exit_code=32), Outcome.succeed()]),
+        Scenario("train-bug", "fails every run (a bug)", [bug] * 6),
+        Scenario("report-ok", "succeeds", [Outcome.succeed()]),
+        Scenario("index-ok", "succeeds", [Outcome.succeed()]),
+        Scenario("lost-notice", "fails once; its notice is lost (the sweep finds it)",
+                 [spot, Outcome.succeed()], publish=False),
+    ]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m handler demo", description=__doc__)
+    ap.add_argument("--duplicates", type=int, default=2, help="extra copies of every push")
+    ap.add_argument("--seconds", type=float, default=60.0, help="give up after this long")
+    ap.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
+    args = ap.parse_args(argv)
+
+    from emulator import Emulator
+
+    db = Path("var/demo.db")
+    db.parent.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+    emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, region="ap-guangzhou").start()
+    os.environ.update({
+        "AUTORETRY_STORE": f"sqlite:///{db}", "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
+        "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_LOCAL": "true",
+        "AUTORETRY_REGION": "ap-guangzhou",
+        "TENCENTCLOUD_SECRET_ID": SECRET_ID, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+    })
+    for name in ("AUTORETRY_POLICY", "AUTORETRY_DRY_RUN", "AUTORETRY_AUTH_TOKEN",
+                 "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY"):
+        os.environ.pop(name, None)
+
+    from handler.app import reset_runtime, runtime
+    from handler.commands.serve import start
+    from handler.observe import Observer
+    from handler.retrier import Deadline
+
+    reset_runtime()
+    server = start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/events"
+    emu.subscribe("batch-events", url, format="json", duplicates=args.duplicates,
+                  concurrent_duplicates=True)
+    print(f"emulator on {emu.url}; function on {url} (SQLite ledger {db})")
+    print(f"every failure notice is pushed {1 + args.duplicates} times, concurrently\n")
+
+    jobs: dict[str, Scenario] = {}
+    for sc in scenarios():
+        job_id = emu.add_job(name=sc.name, script=sc.script, topic="batch-events" if sc.publish else None,
+                             notify=["JOB_FAILED", "JOB_FAILED_INTERRUPTED"] if sc.publish else [])
+        jobs[job_id] = sc
+
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext()
+    end = time.time() + args.seconds
+    next_sweep = time.time() + 3.0
+    with quiet:
+        while time.time() < end:
+            time.sleep(0.25)
+            if time.time() >= next_sweep:  # the timer trigger
+                runtime().retrier(Observer()).sweep(Deadline.after(20))
+                next_sweep = time.time() + 3.0
+            if _settled(emu, runtime(), jobs):
+                break
+    _table(emu, runtime(), jobs)
+    server.shutdown()
+    emu.stop()
+    print("\nledger: python -m handler ledger list   (with AUTORETRY_STORE=sqlite:///var/demo.db)")
+    return 0
+
+
+def _settled(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> bool:
+    states = [emu.job(j)["state"] for j in jobs]
+    if any(s not in ("SUCCEED", "FAILED", "FAILED_INTERRUPTED") for s in states):
+        return False
+    if any(True for _ in rt.ledger.queue()):
+        return False
+    # every FAILED job must have a final decision for its current failure
+    for j in jobs:
+        snap = emu.job(j)
+        if snap["state"] == "FAILED":
+            from handler.jobs import FailureKey
+            st = rt.ledger.state(FailureKey("ap-guangzhou", j, snap["end_time"]))
+            if st is None or st[0] not in ("RETRIED", "SKIPPED"):
+                return False
+    return True
+
+
+def _table(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> None:
+    from handler.jobs import JobRef
+
+    counts = emu.retry_counts()
+    print(f"{'job':14} {'name':16} {'story':50} {'runs':>4} {'retries':>7} {'final':8} last decision")
+    print("-" * 140)
+    for job_id, sc in jobs.items():
+        snap = emu.job(job_id)
+        record = rt.ledger.job(JobRef("ap-guangzhou", job_id)) or {}
+        decisions = record.get("decisions", [])
+        last = decisions[-1] if decisions else {}
+        said = f"{last.get('outcome', '-')}: {last.get('reason', '')}" if last else "-"
+        print(f"{job_id:14} {sc.name:16} {sc.story:50} {snap['runs']:>4} "
+              f"{counts.get(job_id, 0):>7} {snap['state']:8} {said}")
+    pushes = len(emu.pushes)
+    print(f"\n{pushes} pushes delivered, {emu.count('RetryJobs')} RetryJobs calls "
+          f"({sum(counts.values())} job retries), {emu.count('DescribeJobs')} DescribeJobs calls, "
+          f"{emu.count('RetryJobs', error='RequestLimitExceeded')} throttled")
