@@ -34,8 +34,9 @@ def describe_store(url: str) -> str:
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///path`, `redis://host:port/db` (`rediss://` for TLS), `dynamodb://table`.
-    Each backend's client library is imported only when that backend is chosen."""
+    """`sqlite:///path`, `redis://[:password@]host:port/db[?prefix=autoretry:]` (`rediss://` for
+    TLS), `dynamodb://table[?region=...]`. Each backend's client library is imported only when
+    that backend is chosen."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         path = url[len("sqlite://"):]
@@ -47,15 +48,13 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(path)
     if scheme in ("redis", "rediss"):
-        from handler.ledger.redis import RedisStore  # type: ignore[import-not-found,unused-ignore]
+        from handler.ledger.redis import RedisStore
 
-        store: Store = RedisStore(url)
-        return store
+        return RedisStore(url)
     if scheme == "dynamodb":
-        from handler.ledger.dynamodb import DynamoStore  # type: ignore[import-not-found,unused-ignore]
+        from handler.ledger.dynamodb import DynamoStore
 
-        dstore: Store = DynamoStore(url)
-        return dstore
+        return DynamoStore(url)
     raise ValueError(
         f"AUTORETRY_STORE: unknown store {describe_store(url)!r}; use sqlite:///path, "
         "redis://host:port/db or dynamodb://table"

@@ -1,0 +1,178 @@
+"""Redis store: a hash per record, a sorted set as the due index, one Lua script per commit.
+
+Key layout under the URL's prefix (default `autoretry:`):
+- `<prefix>rec:<key>`: hash `v` (version), `val` (JSON value), `exp` (expires_at, if any); the key
+  itself expires at `exp` (PEXPIREAT), so retention costs nothing.
+- `<prefix>due`: sorted set of the keys of queue records, scored by `due_at`.
+
+For Redis Cluster (or a TencentDB proxy over several shards) put a hash tag in the prefix, e.g.
+`prefix={autoretry}:`: every key of one ledger must live in one slot for the scripts to be atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from handler.ledger.store import Record, StoreUnavailable, Write
+
+DEFAULT_PREFIX = "autoretry:"
+TIMEOUT_S = 2.0
+
+# KEYS[1] = the due index, KEYS[2..] = record keys; ARGV: 7 per write
+#   (expect, key, "put" | "del", value, expires_at or "", expires_at in ms or "", due_at or "")
+# Every version is checked before anything is written: all or nothing.
+_COMMIT = """
+local n = #KEYS - 1
+for i = 1, n do
+  local v = tonumber(redis.call('HGET', KEYS[i + 1], 'v') or '0')
+  if v ~= tonumber(ARGV[(i - 1) * 7 + 1]) then return 0 end
+end
+for i = 1, n do
+  local k, b = KEYS[i + 1], (i - 1) * 7
+  local member = ARGV[b + 2]
+  redis.call('DEL', k)
+  if ARGV[b + 3] == 'put' then
+    redis.call('HSET', k, 'v', tonumber(ARGV[b + 1]) + 1, 'val', ARGV[b + 4])
+    if ARGV[b + 5] ~= '' then
+      redis.call('HSET', k, 'exp', ARGV[b + 5])
+      redis.call('PEXPIREAT', k, ARGV[b + 6])
+    end
+  end
+  if ARGV[b + 3] == 'put' and ARGV[b + 7] ~= '' then
+    redis.call('ZADD', KEYS[1], ARGV[b + 7], member)
+  else
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return 1
+"""
+
+# KEYS[1] = the due index; ARGV = now, limit, record key prefix. A member whose record expired
+# (Redis dropped the hash, not the index entry) is removed here, atomically with the check, so it
+# never hides live entries behind it.
+_DUE = """
+local out, offset, limit = {}, 0, tonumber(ARGV[2])
+while #out < limit do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', offset, limit - #out)
+  if #batch == 0 then break end
+  for _, m in ipairs(batch) do
+    if redis.call('EXISTS', ARGV[3] .. m) == 1 then
+      out[#out + 1] = m
+      offset = offset + 1
+    else
+      redis.call('ZREM', KEYS[1], m)
+    end
+  end
+end
+return out
+"""
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"not a Redis URL: {parsed.scheme}://...")
+        host = parsed.hostname or "127.0.0.1"
+        port = parsed.port or 6379
+        path = parsed.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"redis URL: the path must be a database number, not {path!r}")
+        db = int(path or 0)
+        query = parse_qs(parsed.query)
+        self.prefix = query.get("prefix", [DEFAULT_PREFIX])[0]
+        self.name = f"{parsed.scheme}://{host}:{port}/{db}"
+        self._password = unquote(parsed.password) if parsed.password else None
+        self._rec = f"{self.prefix}rec:"
+        self._due = f"{self.prefix}due"
+        self._client = redis.Redis(
+            host=host,
+            port=port,
+            db=db,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=self._password,
+            ssl=parsed.scheme == "rediss",
+            socket_connect_timeout=TIMEOUT_S,
+            socket_timeout=TIMEOUT_S,
+            # One quick retry covers a pooled connection the server closed while the function
+            # slept; more would only delay failing closed. A commit retried after a lost answer
+            # finds its versions moved and reports a conflict: the ledger then re-reads.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        self._commit = self._client.register_script(_COMMIT)
+        self._due_script = self._client.register_script(_DUE)
+
+    def _unavailable(self, e: Exception) -> StoreUnavailable:
+        message = f"{self.name}: {type(e).__name__}: {e}"
+        if self._password:
+            message = message.replace(self._password, "***")
+        return StoreUnavailable(message)
+
+    def get(self, keys: Sequence[str]) -> dict[str, Record]:
+        if not keys:
+            return {}
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                pipe.hmget(self._rec + k, ["v", "val", "exp"])
+            rows: list[list[Any]] = pipe.execute()
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        return {k: _record(row) for k, row in zip(keys, rows, strict=True) if row[0] is not None}
+
+    def commit(self, writes: Sequence[Write]) -> bool:
+        if not writes:
+            return True
+        keys = [self._due] + [self._rec + w.key for w in writes]
+        args: list[str | int] = []
+        for w in writes:
+            exp = "" if w.expires_at is None or w.value is None else repr(float(w.expires_at))
+            exp_ms = "" if not exp else str(math.ceil(float(exp) * 1000))
+            due = "" if w.due_at is None else repr(float(w.due_at))
+            value = "" if w.value is None else json.dumps(w.value, separators=(",", ":"))
+            args += [w.expect, w.key, "del" if w.value is None else "put", value, exp, exp_ms, due]
+        try:
+            return bool(self._commit(keys=keys, args=args))
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+
+    def due(self, now: float, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        try:
+            members = self._due_script(keys=[self._due], args=[repr(float(now)), limit, self._rec])
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        return [m.decode() for m in members]
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Record]]:
+        try:
+            found = sorted(
+                k.decode()[len(self._rec):]
+                for k in self._client.scan_iter(match=self._rec + _glob_escape(prefix) + "*", count=1000)
+            )
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        for start in range(0, len(found), 500):
+            yield from self.get(found[start:start + 500]).items()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _record(row: list[Any]) -> Record:
+    version, value, exp = row
+    return Record(json.loads(value), int(version), float(exp) if exp is not None else None)
