@@ -6,6 +6,7 @@ own: facts that cost an API call (`failure.details()`) are fetched only when a r
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -67,7 +68,9 @@ class JobHistory:
 
 @dataclass
 class Failure:
-    """One verified failure, as the policy sees it."""
+    """One verified failure, as the policy sees it. `rng` draws backoff jitter; without one the
+    policy seeds its own from the failure key, so deciding the same failure again gives the same
+    delay."""
 
     key: FailureKey
     job: JobView
@@ -76,6 +79,7 @@ class Failure:
     event_vars: dict[str, str]
     now: float
     fetch_details: Callable[[], JobDetail]
+    rng: random.Random | None = None
     _details: JobDetail | None = None
 
     def details(self) -> JobDetail:
