@@ -103,11 +103,12 @@ class Emulator:
             return [j.snapshot() for j in self.fleet.jobs.values()]
 
     # --- notices ---------------------------------------------------------------------------------
-    def subscribe(self, topic: str, url: str, *, format: str = "json", base64_body: bool = False,
-                  duplicates: int = 0, concurrent_duplicates: bool = False, timeout_s: float = 5.0,
-                  max_attempts: int = 16) -> None:
+    def subscribe(self, topic: str, url: str | list[str], *, format: str = "json",
+                  base64_body: bool = False, duplicates: int = 0, concurrent_duplicates: bool = False,
+                  timeout_s: float = 5.0, max_attempts: int = 16) -> None:
         if format not in ("json", "simplified"):
             raise ValueError("format is 'json' or 'simplified'")
+        url = " ".join(url) if isinstance(url, list) else url
         self.topics.subscribe(Subscription(topic, url, format, base64_body, duplicates,
                                            concurrent_duplicates, timeout_s, max_attempts))
 

@@ -21,7 +21,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Subscription:
     topic: str
-    url: str
+    url: str  # several, separated by spaces: deliveries go round-robin (a load balancer)
     format: str = "json"  # "json" (envelope) or "simplified" (raw body)
     base64_body: bool = False  # msgBody base64-encoded (seen on some CMQ paths)
     duplicates: int = 0  # extra copies of every message
@@ -118,7 +118,8 @@ class Topics:
                            "msgBody": body, "publishTime": int(time.time() * 1000)}).encode()
 
     def _send(self, delivery: _Delivery) -> int | str:
-        url = urllib.parse.urlsplit(delivery.sub.url)
+        urls = delivery.sub.url.split()
+        url = urllib.parse.urlsplit(urls[(delivery.seq + delivery.attempt) % len(urls)])
         path = url.path or "/"
         if url.query:
             path += "?" + url.query

@@ -7,11 +7,13 @@ instance and reused by warm invocations.
 from __future__ import annotations
 
 import contextlib
-import hmac
+import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from handler import auth
 from handler.config import Config, ConfigError
 from handler.gateway import RATE_LIMITS, BatchGateway
 from handler.ingress import BadInput, Trigger, classify_event, http_response, read_notice
@@ -24,7 +26,11 @@ from handler.policy.loader import PolicyError, load_policy
 from handler.retrier import Deadline, Retrier, Settings
 
 DEFAULT_TIME_LIMIT_S = 30.0
-HTTP_FLUSH_BUDGET_S = 10.0  # a push not answered within ~15 s is redelivered
+# The invocation that wins the drainer lease keeps draining for the whole fleet until the queue is
+# empty or this budget ends. Its own push may time out at the topic and be redelivered meanwhile
+# (a duplicate the ledger absorbs); what matters is that a burst's tail is retried now, not at the
+# next timer. The function's timeout bounds it further (serverless.yml sets 60 s).
+HTTP_FLUSH_BUDGET_S = 55.0
 TIME_RESERVE_S = 1.0
 
 
@@ -42,6 +48,12 @@ class Runtime:
 
 
 _runtime: tuple[Config, Runtime] | None = None
+_replay_guard = auth.ReplayGuard()
+
+
+class RedeliverLater(RuntimeError):
+    """Raised instead of answering 5xx to a queue, timer or direct invocation: those platforms
+    redeliver only when the function fails, never because of a status code in the answer."""
 
 
 def build_runtime(config: Config) -> Runtime:
@@ -65,10 +77,10 @@ def build_runtime(config: Config) -> Runtime:
     )
 
 
-def runtime() -> Runtime:
+def runtime(config: Config | None = None) -> Runtime:
     """The parts for the current environment, built on first use and kept while it is unchanged."""
     global _runtime
-    config = Config.from_env()
+    config = Config.from_env() if config is None else config
     if _runtime is None or _runtime[0] != config:
         _runtime = (config, build_runtime(config))
     return _runtime[1]
@@ -100,32 +112,57 @@ def _request_id(context: Any) -> str | None:
 
 def main_handler(event: Any, context: Any = None) -> dict[str, Any]:
     """Tencent SCF entry point."""
-    return handle(event, context)
+    return handle(event, context, platform="scf")
 
 
 def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
     """AWS Lambda entry point."""
-    return handle(event, context)
+    return handle(event, context, platform="aws")
 
 
-def handle(event: Any, context: Any) -> dict[str, Any]:
+def handle(event: Any, context: Any, platform: str = "scf") -> dict[str, Any]:
     started = time.time()
-    observer = Observer(correlation_id=_request_id(context))
+    observer = Observer(correlation_id=_request_id(context) or uuid.uuid4().hex, platform=platform)
+    try:
+        return _handle(event, context, observer, started)
+    finally:
+        observer.flush_metrics()
+
+
+def _handle(event: Any, context: Any, observer: Observer, started: float) -> dict[str, Any]:
     try:
         trigger = classify_event(event)
     except BadInput as e:
-        observer.warning("bad input", error=str(e), status=e.status)
-        return http_response(e.status, {"error": str(e)})
+        return _refuse(observer, e)
     if trigger.http is not None:
         observer.correlation_id = (trigger.http.header("x-cmq-message-id")
                                    or trigger.http.request_id or observer.correlation_id)
+    answer = _dispatch(trigger, context, observer, started)
+    if trigger.kind != "http" and answer["statusCode"] >= 500:
+        # Nothing was recorded; failing the invocation is what makes SCF and Lambda try again.
+        raise RedeliverLater(json.loads(answer["body"]).get("error", "redeliver later"))
+    return answer
+
+
+def _dispatch(trigger: Trigger, context: Any, observer: Observer, started: float) -> dict[str, Any]:
     try:
-        rt = runtime()
+        config = Config.from_env()
+    except ConfigError as e:
+        observer.error("configuration error", error=str(e))
+        return http_response(500, {"error": f"function misconfigured: {e}"})
+    if trigger.http is not None:
+        verdict = _authenticate(config, trigger, observer)
+        if not verdict.allowed:
+            return http_response(verdict.status, auth.NOT_CONFIGURED if verdict.status == 503
+                                 else auth.UNAUTHORIZED)
+    try:
+        rt = runtime(config)
     except (ConfigError, PolicyError, ValueError) as e:
         observer.error("configuration error", error=str(e))
         return http_response(500, {"error": f"function misconfigured: {e}"})
     except StoreUnavailable as e:
-        observer.error("ledger unavailable", error=str(e))
+        observer.error("ledger unavailable", store=describe_store(config.store), error=str(e))
+        observer.count("ledger.errors")
         return http_response(503, {"error": "ledger unavailable; redeliver later"})
     deadline = _deadline(context, started)
     try:
@@ -141,28 +178,30 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         return http_response(503, {"error": "ledger unavailable; redeliver later"})
 
 
-def _authorised(rt: Runtime, trigger: Trigger) -> bool:
+def _refuse(observer: Observer, e: BadInput) -> dict[str, Any]:
+    observer.warning("bad input", error=str(e), status=e.status)
+    observer.count("input.rejected")
+    return http_response(e.status, {"error": str(e)})
+
+
+def _authenticate(config: Config, trigger: Trigger, observer: Observer) -> auth.Verdict:
     assert trigger.http is not None
-    token = rt.config.auth_token
-    if token is None:
-        return rt.config.local
-    given = trigger.http.query.get("token", "")
-    auth = trigger.http.header("authorization") or ""
-    if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    return hmac.compare_digest(given.encode(), token.encode())
+    verdict = auth.authenticate(trigger.http, token=config.auth_token,
+                                hmac_secret=config.auth_hmac_secret, local=config.local,
+                                guard=_replay_guard)
+    if verdict.status == 503:
+        observer.error("HTTP trigger refused: set AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET "
+                       "(or AUTORETRY_LOCAL=true for a local run)", reason=verdict.reason)
+    elif not verdict.allowed:
+        observer.warning("unauthorized request", method=verdict.method, reason=verdict.reason,
+                         path=trigger.http.path)
+        observer.count("auth.refused")
+    return verdict
 
 
 def _http(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline) -> dict[str, Any]:
     req = trigger.http
     assert req is not None
-    if not _authorised(rt, trigger):
-        if rt.config.auth_token is None:
-            observer.error("HTTP trigger refused: set AUTORETRY_AUTH_TOKEN (or AUTORETRY_LOCAL=true "
-                           "for a local run)")
-            return http_response(503, {"error": "endpoint not configured"})
-        observer.warning("unauthorised request")
-        return http_response(401, {"error": "unauthorised"})
     if req.method == "GET":
         return http_response(200, {"status": "ok"})
     if req.method != "POST":
@@ -170,9 +209,10 @@ def _http(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline)
     try:
         notice, msg_id = read_notice(req.body)
     except BadInput as e:
-        observer.warning("bad input", error=str(e), status=e.status)
-        return http_response(e.status, {"error": str(e)})
-    accepted, ignored = _accept(rt, [notice], observer)
+        return _refuse(observer, e)
+    if msg_id and not req.header("x-cmq-message-id"):
+        observer.correlation_id = msg_id
+    accepted, ignored = _accept(rt, [(msg_id, notice)], observer)
     retried = _flush_soon(rt, observer, deadline, accepted)
     return http_response(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
                                "message_id": msg_id or req.header("x-cmq-message-id")})
@@ -180,15 +220,20 @@ def _http(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline)
 
 def _messages(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline
               ) -> dict[str, Any]:
-    notices: list[Notice] = []
+    notices: list[tuple[str | None, Notice]] = []
     rejected: list[str] = []
     for msg_id, body in trigger.messages:
         try:
-            notices.append(read_notice(body)[0])
+            notice, envelope_id = read_notice(body)
         except BadInput as e:
             # A broken record cannot be fixed by redelivery; the others still count.
             observer.warning("bad input", error=str(e), message_id=msg_id)
+            observer.count("input.rejected")
             rejected.append(f"{msg_id or '-'}: {e}")
+            continue
+        notices.append((msg_id or envelope_id, notice))
+    if len(trigger.messages) == 1 and notices and notices[0][0]:
+        observer.correlation_id = notices[0][0]
     if not notices and rejected:
         return http_response(400, {"error": "; ".join(rejected)[:1000]})
     accepted, ignored = _accept(rt, notices, observer)
@@ -197,18 +242,20 @@ def _messages(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadl
                                "rejected": rejected})
 
 
-def _accept(rt: Runtime, notices: list[Notice], observer: Observer) -> tuple[int, int]:
+def _accept(rt: Runtime, notices: list[tuple[str | None, Notice]], observer: Observer
+            ) -> tuple[int, int]:
     """Put every job-failure event in the ledger; durable when this returns."""
     retrier = rt.retrier(observer)
     accepted = ignored = 0
-    for notice in notices:
+    for msg_id, notice in notices:
         for ev in notice.Events:
             if not ev.is_job_failure or ev.Batch.JobId is None:
                 ignored += 1
                 continue
             job = JobRef(ev.Region or rt.config.default_region, ev.Batch.JobId)
             retrier.enqueue(job, ev.EventName, ev.vars)
-            observer.info("notice accepted", job=job.job_id, region=job.region, event=ev.EventName)
+            observer.info("notice accepted", job=job.job_id, region=job.region, event=ev.EventName,
+                          message_id=msg_id)
             accepted += 1
     return accepted, ignored
 
@@ -230,5 +277,5 @@ def _sweep(rt: Runtime, observer: Observer, deadline: Deadline) -> dict[str, Any
     report = rt.retrier(observer).sweep(deadline)
     observer.info("sweep done", taken=report.taken, retried=len(report.retried),
                   stopped=report.stopped)
-    return {"statusCode": 200, "taken": report.taken, "retried": report.retried,
-            "stopped": report.stopped}
+    return http_response(200, {"taken": report.taken, "retried": report.retried,
+                               "stopped": report.stopped})

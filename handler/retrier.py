@@ -417,6 +417,9 @@ class Retrier:
         for region in self.settings.regions:
             offset, total = 0, None
             while total is None or offset < total:
+                # Retrying what is known comes first; listing resumes when the queue is empty.
+                if self.ledger.has_due() and self.drain(deadline).stopped == "time":
+                    return found
                 if not self._token("DescribeJobs", deadline, True):
                     return found
                 try:
