@@ -16,10 +16,15 @@ def backoff_delay(spent: int, initial: float, factor: float, cap: float, jitter:
     if initial <= 0 or cap <= 0:
         return 0.0
     # Compare in log space: factor^spent overflows a float long before anyone reaches the cap.
-    if factor > 1 and spent * math.log(factor) >= math.log(cap / initial):
+    n = max(spent, 0)
+    log_delay = math.log(initial) + n * math.log(factor)
+    if log_delay >= math.log(cap):
         delay = cap
     else:
-        delay = min(cap, initial * factor ** max(spent, 0))
+        try:
+            delay = min(cap, initial * factor**n)
+        except OverflowError:  # a tiny initial times a huge power: the product itself is small
+            delay = min(cap, math.exp(log_delay))
     if jitter == "full":
         return rng.uniform(0.0, delay)
     return delay

@@ -165,7 +165,8 @@ def print_explanation(policy: RulesPolicy, failure: Failure, ex: Explanation, ou
     if ex.rules:
         width = max(len(r.name) for r in ex.rules)
         for r in ex.rules:
-            mark = {"matched": "MATCH", "no": "no", "not reached": "-", "forced": "FORCED"}[r.status]
+            mark = {"matched": "MATCH", "no": "no", "shadowed": "match", "not reached": "-",
+                    "forced": "FORCED"}[r.status]
             why = r.why or ("not reached" if r.status == "not reached" else "")
             print(f"  {r.index + 1:>2}. {r.name:<{width}}  {r.action:<15} {mark:<6} {why}".rstrip(),
                   file=out)

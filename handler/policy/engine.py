@@ -28,7 +28,7 @@ class RuleLine:
     index: int
     name: str
     action: str
-    status: str  # "matched" | "no" | "not reached" | "forced"
+    status: str  # "matched" | "no" | "shadowed" (matches after the winner) | "not reached" | "forced"
     why: str = ""
 
 
@@ -104,8 +104,8 @@ class RulesPolicy:
                 break
             verdict = rule.matches(failure)
             if out.winner is not None:
-                status, why = ("matched", "(an earlier rule won)") if verdict.matched else \
-                    ("no", verdict.why_not or "")
+                status, why = ("shadowed", "matches too, but an earlier rule won") if verdict.matched \
+                    else ("no", verdict.why_not or "")
                 out.rules.append(RuleLine(i, rule.name, rule.action, status, why))
                 continue
             out.rules.append(RuleLine(i, rule.name, rule.action, "matched" if verdict.matched else "no",

@@ -404,8 +404,20 @@ class Verdict:
     why_not: str | None = None
 
 
-RuleName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-CounterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+def _named(pattern: str, help_text: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise ValueError(f"expected {help_text}, got {value!r}")
+        return value
+    return BeforeValidator(check)
+
+
+RuleName = Annotated[str, _named(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+                                 "up to 64 letters, digits, '_', '.', ':' or '-', starting with a "
+                                 "letter or digit")]
+CounterName = Annotated[str, _named(r"[a-z][a-z0-9_-]{0,31}",
+                                    "up to 32 lowercase letters, digits, '_' or '-', starting with a "
+                                    "letter")]
 
 
 class Rule(_Strict):
