@@ -105,7 +105,8 @@ def print_summary(policy: RulesPolicy, out: TextIO) -> None:
                 spend += f", backoff {limits.backoff.merged(r.backoff).summary()}"
             star = "*" if r.when.needs_details else " "
             print(f"   {star}{i:>2}. {r.name:<{width}}  {r.action}{spend}", file=out)
-            print(f"        when {r.when.summary()}", file=out)
+            when = r.when.summary()
+            print(f"        when {when if len(when) <= 100 else when[:99] + '…'}", file=out)
 
 
 # ---- explain -------------------------------------------------------------------------------------

@@ -32,14 +32,15 @@ def parse_duration(value: Any) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact spelling: 0s, 45s, 10m, 1h30m, 1d; fractions of a second as 1.5s."""
+    """The shortest exact spelling: 0s, 45s, 10m, 1h30m, 24h, 3d; fractions of a second as 1.5s.
+    Days only from two on: people write a day's limit as 24h."""
     if seconds != int(seconds):
         return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
     if seconds == 0:
         return "0s"
     rest, out = int(seconds), ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
+        if rest >= size and (unit != "d" or rest >= 2 * size):
             out += f"{rest // size}{unit}"
             rest %= size
     return out

@@ -141,7 +141,7 @@ def test_explain_of_an_old_failure_says_too_old_and_how_to_look_anyway(
         files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", str(files[0]), "--job", str(files[1]), "--now", "2026-05-03T10:30:00Z"]) == 0
     out = capsys.readouterr().out
-    assert "decision: SKIP by max_failure_age: too_old: failure ended 2d ago; limit 1d\n" in out
+    assert "decision: SKIP by max_failure_age: too_old: failure ended 2d ago; limit 24h\n" in out
     assert "add --now end" in out
 
 

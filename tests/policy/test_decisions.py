@@ -156,7 +156,7 @@ ROWS = [
         reason="retry 1 of 3; ignored tag autoretry:policy-rule='nope': no rule of that name"),
     # ---- maximum failure age ---------------------------------------------------------------------------
     Row("failure older than a day is too old", one_rule("{}"), {"age_s": 25 * 3600},
-        action=Action.SKIP, rule="max_failure_age", reason="too_old: failure ended 1d1h ago; limit 1d"),
+        action=Action.SKIP, rule="max_failure_age", reason="too_old: failure ended 25h ago; limit 24h"),
     Row("max_failure_age from the file", one_rule("{}") + "limits: {max_failure_age: 1h}",
         {"age_s": 3601}, action=Action.SKIP, rule="max_failure_age", reason="too_old"),
     Row("failure just inside max_failure_age", one_rule("{}") + "limits: {max_failure_age: 1h}",

@@ -108,7 +108,7 @@ def _error(text: str) -> str:
      "cap: 2h}}", "rules[0] 'a'.backoff.cap: 2h is not shorter than limits.max_failure_age (1h)"),
     ("version: 1\nlimits: {max_failure_age: 36h}",
      "limits.max_failure_age: expected more than 0s and at most "
-     "24h, got 1d12h"),
+     "24h, got 36h"),
     ("version: 1\nlimits: {max_attempts: many}", "limits.max_attempts: Input should be a valid integer"),
     ("version: 1\nlimits: {fleet_budget: {max_fraction: 0.5}}",
      "limits.fleet_budget.max_fraction: unknown field (did you mean 'max_retries'?); allowed: max_retries, "
