@@ -13,6 +13,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
@@ -53,13 +54,22 @@ class Trigger:
     platform: str = "scf"  # which response shape the caller expects: "scf" | "aws"
 
 
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
 def _lower(headers: Any) -> dict[str, str]:
     if not isinstance(headers, dict):
         return {}
     return {str(k).lower(): str(v) for k, v in headers.items() if v is not None}
 
 
+def _too_large() -> BadInput:
+    return BadInput(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+
+
 def _body_bytes(event: dict[str, Any]) -> bytes:
+    """The raw request body, refused with 413 before anything decodes or parses it."""
     body = event.get("body")
     if body is None:
         return b""
@@ -67,12 +77,41 @@ def _body_bytes(event: dict[str, Any]) -> bytes:
         body = json.dumps(body)  # some test consoles send the body already parsed
     if event.get("isBase64Encoded"):
         if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
-            raise BadInput(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+            raise _too_large()
         try:
-            return base64.b64decode(body, validate=True)
+            raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise BadInput("body is marked base64 but is not valid base64") from None
-    return body.encode("utf-8", "surrogatepass")
+    else:
+        if len(body) > MAX_BODY_BYTES:  # every character is at least one byte
+            raise _too_large()
+        raw = _encode(body)
+    if len(raw) > MAX_BODY_BYTES:
+        raise _too_large()
+    return raw
+
+
+def _encode(text: str) -> bytes:
+    # The bytes the sender signed. `serve` decodes non-UTF-8 bytes with surrogateescape, which
+    # only the same handler turns back into the original bytes; a JSON \ud800 escape needs
+    # surrogatepass. Either way the notice parser later refuses what is not UTF-8.
+    for errors in ("strict", "surrogateescape", "surrogatepass"):
+        try:
+            return text.encode("utf-8", errors)
+        except UnicodeEncodeError:
+            continue
+    return text.encode("utf-8", "replace")
+
+
+def _query(event: dict[str, Any], *names: str) -> dict[str, str]:
+    for name in names:
+        query = event.get(name)
+        if isinstance(query, dict) and query:
+            return {str(k): str(v) for k, v in query.items() if v is not None}
+    raw = event.get("rawQueryString")  # HTTP API v2 and Function URLs
+    if isinstance(raw, str) and raw:
+        return dict(parse_qsl(raw, keep_blank_values=True))
+    return {}
 
 
 def classify_event(event: Any) -> Trigger:
@@ -81,21 +120,18 @@ def classify_event(event: Any) -> Trigger:
         raise BadInput("the event is not a JSON object")
     rc = event.get("requestContext")
     if isinstance(rc, dict) and isinstance(rc.get("http"), dict):  # AWS HTTP API v2 / Function URL
-        query = event.get("queryStringParameters") or {}
         return Trigger("http", HttpRequest(
             str(rc["http"].get("method", "")).upper(), str(event.get("rawPath") or "/"),
-            _lower(event.get("headers")), {str(k): str(v) for k, v in query.items()},
-            _body_bytes(event), rc.get("requestId")), platform="aws")
+            _lower(event.get("headers")), _query(event, "queryStringParameters"),
+            _body_bytes(event), _text(rc.get("requestId"))), platform="aws")
     if "httpMethod" in event and ("requestContext" in event or "headers" in event):
         # SCF API Gateway sends queryString; AWS REST v1 sends queryStringParameters.
-        query = event.get("queryString") or event.get("queryStringParameters") or {}
         platform = "scf" if "queryString" in event or "headerParameters" in event else "aws"
         request_id = rc.get("requestId") if isinstance(rc, dict) else None
         return Trigger("http", HttpRequest(
             str(event.get("httpMethod", "")).upper(), str(event.get("path") or "/"),
-            _lower(event.get("headers")),
-            {str(k): str(v) for k, v in query.items()} if isinstance(query, dict) else {},
-            _body_bytes(event), request_id), platform=platform)
+            _lower(event.get("headers")), _query(event, "queryString", "queryStringParameters"),
+            _body_bytes(event), _text(request_id)), platform=platform)
     records = event.get("Records")
     if isinstance(records, list) and records and all(
         isinstance(r, dict) and isinstance(r.get("CMQ"), dict) for r in records
@@ -103,13 +139,13 @@ def classify_event(event: Any) -> Trigger:
         msgs = [(r["CMQ"].get("msgId"), r["CMQ"].get("msgBody")) for r in records]
         if any(not isinstance(body, str) for _, body in msgs):
             raise BadInput("Records[].CMQ.msgBody must be a string")
-        return Trigger("cmq", messages=[(str(i) if i else None, str(b)) for i, b in msgs])
+        return Trigger("cmq", messages=[(_text(i), str(b)) for i, b in msgs])
     if event.get("Type") == "Timer" or event.get("detail-type") == "Scheduled Event" or (
         event.get("source") == "aws.events"
     ):
         return Trigger("timer", platform="aws" if "detail-type" in event else "scf")
     if "Events" in event or "msgBody" in event:
-        return Trigger("direct", messages=[(event.get("msgId"), json.dumps(event))])
+        return Trigger("direct", messages=[(_text(event.get("msgId")), json.dumps(event))])
     raise BadInput("unrecognised event: expected an HTTP trigger, Records[].CMQ, a timer, or a "
                    "notice {\"Events\": [...]}")
 
@@ -153,12 +189,14 @@ def read_notice(body: str | bytes) -> tuple[Notice, str | None]:
     """The notice in a push body, and the envelope's message id if there was one."""
     if isinstance(body, bytes):
         if len(body) > MAX_BODY_BYTES:
-            raise BadInput(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+            raise _too_large()
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadInput("body is not UTF-8 text") from None
     else:
+        if len(body) > MAX_BODY_BYTES and len(_encode(body)) > MAX_BODY_BYTES:
+            raise _too_large()
         text = body
     if not text.strip():
         raise BadInput("empty body: expected a Batch notice or a TDMQ-CMQ push envelope")
@@ -207,10 +245,12 @@ def _first_error(e: ValidationError) -> str:
 
 
 def http_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    """API Gateway integration response (SCF) and Lambda proxy response (AWS) share this shape."""
+    """Every answer has this shape: SCF's API Gateway integration response and AWS's proxy response
+    (REST v1, HTTP API v2, Function URL) are the same four fields, and a queue or timer invocation
+    only logs it."""
     return {
         "isBase64Encoded": False,
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(body, separators=(",", ":")),
+        "body": json.dumps(body),
     }
