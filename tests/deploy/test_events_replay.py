@@ -1,0 +1,155 @@
+"""Every sample in events/ replayed through both entry points, as SCF and Lambda would deliver it.
+
+The Batch API is the in-memory FakeGateway (it knows the sample's jobs as FAILED); the ledger is a
+real SQLite file. The samples carry the token `sample-token` the way each platform delivers it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler import app
+from handler.config import Config
+from handler.notices import JOB_ID_PATTERN
+from tests.core.fakes import FakeGateway
+
+from .conftest import LambdaContext, recent_end, scf_context
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+TOKEN = "sample-token"
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    retried: frozenset[str] = frozenset()
+    error: str | None = None  # a phrase the 4xx message must contain
+    ignored: int = 0
+
+
+def ids(*jobs: str) -> frozenset[str]:
+    return frozenset(jobs)
+
+
+EXPECTED: dict[str, Expect] = {
+    "scf-apigw-push-envelope.json": Expect(200, ids("job-a1b2c3d4")),
+    "scf-apigw-simplified.json": Expect(200, ids("job-b2c3d4e5")),
+    "scf-apigw-base64-msgbody.json": Expect(200, ids("job-c3d4e5f6")),
+    "scf-apigw-base64-encoded.json": Expect(200, ids("job-d4e5f6a7")),
+    "aws-httpapi-v2.json": Expect(200, ids("job-e5f6a7b8")),
+    "aws-rest-v1.json": Expect(200, ids("job-f6a7b8c9")),
+    "aws-function-url.json": Expect(200, ids("job-0a1b2c3d")),
+    "scf-cmq-records.json": Expect(200, ids("job-1b2c3d4e", "job-2c3d4e5f"), ignored=1),
+    "direct-notice.json": Expect(200, ids("job-4e5f6a7b")),
+    "scf-timer.json": Expect(200, ids("job-5weep001")),
+    "aws-scheduled-event.json": Expect(200, ids("job-5weep001")),
+    "bad-malformed-json.json": Expect(400, error="neither JSON nor base64"),
+    "bad-unknown-event.json": Expect(400, error="unrecognised event"),
+    "bad-missing-jobid.json": Expect(400, error="JobId is required"),
+}
+
+
+ENTRY_POINTS: dict[str, tuple[Callable[[Any, Any], dict[str, Any]], Callable[[], Any]]] = {
+    "main_handler": (app.main_handler, scf_context),
+    "lambda_handler": (app.lambda_handler, LambdaContext),
+}
+
+
+@pytest.fixture
+def gateway(fake_batch: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
+    """Deployed, not local: the token configured as the samples carry it."""
+    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
+    return fake_batch
+
+
+def test_every_sample_has_an_expectation() -> None:
+    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_job_ids_are_well_formed(name: str) -> None:
+    import re
+
+    text = (EVENTS / name).read_text()
+    for job in re.findall(r"job-[0-9A-Za-z]+", text):
+        assert re.match(JOB_ID_PATTERN, job), (name, job)
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_is_answered_in_the_platform_shape_and_retried_once(
+    gateway: FakeGateway, name: str, entry: str
+) -> None:
+    expect = EXPECTED[name]
+    for job in expect.retried:
+        gateway.fail(job, recent_end())
+    handler, context = ENTRY_POINTS[entry]
+    event = json.loads((EVENTS / name).read_text())
+
+    answer = handler(event, context())
+
+    assert set(answer) == {"isBase64Encoded", "statusCode", "headers", "body"}
+    assert answer["isBase64Encoded"] is False
+    assert answer["headers"] == {"Content-Type": "application/json"}
+    assert answer["statusCode"] == expect.status, answer
+    body = json.loads(answer["body"])
+    if expect.error:
+        assert expect.error in body["error"]
+        assert gateway.retried == []
+        return
+    assert sorted(j for batch in gateway.retried for j in batch) == sorted(expect.retried)
+    assert len(gateway.retried) == 1  # one RetryJobs call for the whole delivery
+    if "ignored" in body:
+        assert body["ignored"] == expect.ignored
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, entry: str) -> None:
+    gateway.fail("job-a1b2c3d4", recent_end())
+    gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"
+    handler, context = ENTRY_POINTS[entry]
+    event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
+    assert handler(event, context())["statusCode"] == 200
+    gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"  # the same failure, still reported FAILED
+    assert handler(event, context())["statusCode"] == 200
+    assert gateway.count("job-a1b2c3d4") == 1
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("name", ["scf-cmq-records.json", "scf-timer.json", "direct-notice.json"])
+def test_queue_and_timer_deliveries_fail_the_invocation_when_the_ledger_is_down(
+    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, name: str, entry: str
+) -> None:
+    # These platforms redeliver only when the function fails: a 503 in the answer would lose it.
+    from handler.ledger import StoreUnavailable
+
+    def unavailable(config: Config) -> app.Runtime:
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(app, "build_runtime", unavailable)
+    handler, context = ENTRY_POINTS[entry]
+    with pytest.raises(app.RedeliverLater, match="ledger unavailable"):
+        handler(json.loads((EVENTS / name).read_text()), context())
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_http_delivery_gets_503_when_the_ledger_is_down(
+    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    from handler.ledger import StoreUnavailable
+
+    def unavailable(config: Config) -> app.Runtime:
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(app, "build_runtime", unavailable)
+    handler, context = ENTRY_POINTS[entry]
+    answer = handler(json.loads((EVENTS / "aws-httpapi-v2.json").read_text()), context())
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"]) == {"error": "ledger unavailable; redeliver later"}
