@@ -24,5 +24,11 @@ lint: $(VENV)/.installed
 
 check: lint test
 
+# Needs node >= 20.19 and npm; no AWS account or credentials. Report: .serverless/batch-autoretry.zip
+package:  ## AWS Lambda package + CloudFormation template in .serverless/ (osls, pinned in package-lock.json)
+	npm ci --no-audit --no-fund
+	SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls package
+	@ls -l .serverless/batch-autoretry.zip
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
