@@ -1,0 +1,127 @@
+"""Policies end to end: a notice through the entry point, the real SDK against the emulator, jobs
+whose runs fail with scripted reasons and exit codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+
+emulator = pytest.importorskip("emulator")
+Emulator, Outcome = emulator.Emulator, emulator.Outcome
+
+from handler import app  # noqa: E402
+from handler.commands.serve import apigw_event  # noqa: E402
+from handler.ledger.ledger import Ledger  # noqa: E402
+
+SECRET_ID, SECRET_KEY = "AKIDPOLICYE2E", "policy-e2e-secret"
+SPOT = "CVM_SPOT_RECLAIMED: the spot instance was reclaimed"
+
+
+@pytest.fixture
+def emu() -> Iterator[Any]:
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, speedup=20.0) as e:
+        yield e
+
+
+@pytest.fixture
+def with_policy(emu: Any, function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Returns `use(policy_yaml)`: the function pointed at the emulator, running that policy."""
+    monkeypatch.setenv("AUTORETRY_BATCH_ENDPOINT", emu.endpoint)
+    monkeypatch.setenv("AUTORETRY_BATCH_PROTOCOL", "http")
+    monkeypatch.setenv("AUTORETRY_API_SPEEDUP", "20")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+
+    def use(policy: str) -> Any:
+        monkeypatch.setenv("AUTORETRY_POLICY", "version: 1\n" + dedent(policy).strip() + "\n")
+        app.reset_runtime()
+        return emu
+
+    return use
+
+
+def deliver(emu: Any, job_id: str) -> int:
+    """Push the job's current failure notice to the function, as the topic subscription would."""
+    body = json.dumps({"TopicOwner": 1250000000, "topicName": "batch-events", "subscriptionName": "s",
+                       "msgId": f"msg-{job_id}-{time.time()}", "msgBody": json.dumps(emu.notice(job_id)),
+                       "publishTime": 1})
+    event = apigw_event("POST", "/events", {"Content-Type": "text/plain"}, body.encode())
+    status: int = app.main_handler(event, {"time_limit_in_ms": 15000})["statusCode"]
+    return status
+
+
+def wait_failed_again(emu: Any, job_id: str, runs: int, timeout: float = 10) -> None:
+    end = time.time() + timeout
+    while not (emu.job(job_id)["state"] == "FAILED" and emu.job(job_id)["runs"] >= runs):
+        assert time.time() < end, f"{job_id} never failed for run {runs}: {emu.job(job_id)}"
+        time.sleep(0.02)
+
+
+def ledger() -> Ledger:
+    return app.runtime().ledger
+
+
+def test_exit_code_rules_skip_oom_and_usage_errors_and_retry_the_rest(with_policy: Any) -> None:
+    emu = with_policy("""
+        default: {action: RETRY}
+        rules:
+          - {name: oom, when: {exit_code: 137}, action: SKIP, reason: out of memory}
+          - {name: usage, when: {exit_code: ['1-2']}, action: SKIP, reason: usage error}
+    """)
+    oom = emu.add_failed_job("oom", [Outcome.succeed()], reason="killed", exit_code=137)
+    usage = emu.add_failed_job("usage", [Outcome.succeed()], reason="bad flag", exit_code=2)
+    flaky = emu.add_failed_job("flaky", [Outcome.succeed()], reason="connection reset", exit_code=143)
+    for job in (oom, usage, flaky):
+        assert deliver(emu, job) == 200
+    assert emu.retry_counts() == {oom: 0, usage: 0, flaky: 1}
+    assert emu.count("DescribeTask") >= 3  # the exit codes came from DescribeTask
+    decided = {d["job_id"]: d["decisions"][-1] for d in ledger().jobs()}
+    assert (decided[oom]["rule"], decided[oom]["reason"]) == ("oom", "out of memory")
+    assert decided[usage]["rule"] == "usage"
+
+
+def test_spot_reclaims_are_retried_without_spending_the_job_budget(with_policy: Any) -> None:
+    emu = with_policy("""
+        limits: {max_attempts: 1}
+        rules:
+          - {name: spot, when: {instance_reason_regex: '(?i)spot|reclaim'}, action: RETRY_UNCOUNTED,
+             counter: spot}
+    """)
+    spot = Outcome.fail(SPOT, exit_code=None)
+    job = emu.add_failed_job("render", [spot, spot, Outcome.succeed()], reason=SPOT)
+    for run in (1, 2, 3):
+        wait_failed_again(emu, job, run)
+        assert deliver(emu, job) == 200
+    emu.wait_idle(10)
+    assert emu.job(job)["state"] == "SUCCEED"
+    assert emu.retry_counts()[job] == 3  # three spot losses, although max_attempts is 1
+    [record] = [j for j in ledger().jobs() if j["job_id"] == job]
+    assert record["counters"] == {"spot": 3}
+
+
+def test_a_job_tagged_disabled_is_left_alone(with_policy: Any) -> None:
+    emu = with_policy("default: {action: RETRY}")
+    job = emu.add_failed_job("mine", [Outcome.succeed()], tags={"autoretry:disabled": "true"})
+    other = emu.add_failed_job("theirs", [Outcome.succeed()])
+    assert deliver(emu, job) == 200 and deliver(emu, other) == 200
+    assert emu.retry_counts() == {job: 0, other: 1}
+    [record] = [j for j in ledger().jobs() if j["job_id"] == job]
+    assert record["decisions"][-1]["reason"].startswith("disabled_by_tag: tag autoretry:disabled")
+
+
+def test_a_policy_on_names_and_tags_reads_no_job_details(with_policy: Any) -> None:
+    emu = with_policy("""
+        rules:
+          - {name: nightly, when: {job_name: 'nightly-*', tags: {team: data}}, action: RETRY}
+    """)
+    yes = emu.add_failed_job("nightly-1", [Outcome.succeed()], tags={"team": "data"})
+    no = emu.add_failed_job("adhoc", [Outcome.succeed()], tags={"team": "data"})
+    assert deliver(emu, yes) == 200 and deliver(emu, no) == 200
+    assert emu.retry_counts() == {yes: 1, no: 0}
+    assert emu.count("DescribeJob") == 0 and emu.count("DescribeTask") == 0
