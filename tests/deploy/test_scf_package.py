@@ -1,0 +1,175 @@
+"""Tencent SCF: the component config, the CAM policy, and the zip that deploy/scf/build.py builds,
+run on CPython 3.10 (SCF's newest Python runtime) the way SCF would import it."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from handler import app
+from handler.gateway import RATE_LIMITS
+
+ROOT = Path(__file__).resolve().parents[2]
+SCF = ROOT / "deploy" / "scf"
+EVENTS = ROOT / "events"
+
+
+@pytest.fixture(scope="module")
+def component() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((SCF / "serverless.yml").read_text())
+    return config
+
+
+def triggers(component: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e[kind]["parameters"] for e in component["inputs"]["events"] if kind in e]
+
+
+def test_component_is_scf_and_its_handler_is_main_handler(component: dict[str, Any]) -> None:
+    assert component["component"] == "scf"
+    inputs = component["inputs"]
+    assert inputs["handler"] == "index.main_handler"
+    assert inputs["runtime"] == "Python3.10"
+    spec = importlib.util.spec_from_file_location("scf_index", SCF / "index.py")
+    assert spec and spec.loader
+    index = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(index)
+    assert index.main_handler is app.main_handler
+
+
+def test_api_gateway_posts_events_with_integrated_response(component: dict[str, Any]) -> None:
+    (apigw,) = triggers(component, "apigw")
+    (endpoint,) = apigw["endpoints"]
+    assert (endpoint["path"], endpoint["method"]) == ("/events", "POST")
+    assert endpoint["function"]["isIntegratedResponse"] is True
+    assert endpoint["serviceTimeout"] <= 15  # the push's own redelivery timeout
+
+
+def test_timer_sweeps_every_five_minutes(component: dict[str, Any]) -> None:
+    (timer,) = triggers(component, "timer")
+    second, minute, *rest = timer["cronExpression"].split()
+    assert (second, minute, rest) == ("0", "*/5", ["*"] * 5)
+    assert timer["enable"] is True
+
+
+def test_environment_names_are_ones_the_function_reads(component: dict[str, Any]) -> None:
+    config_source = (ROOT / "handler" / "config.py").read_text()
+    names = component["inputs"]["environment"]["variables"]
+    assert "AUTORETRY_STORE" in names and "AUTORETRY_AUTH_TOKEN" in names
+    for name in names:
+        assert f'"{name}"' in config_source, f"{name} is set but never read"
+
+
+def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: dict[str, Any]) -> None:
+    assert component["inputs"]["role"]
+    policy = json.loads((SCF / "cam-policy.json").read_text())
+    assert policy["version"] == "2.0"
+    (statement,) = policy["statement"]
+    assert statement["effect"] == "allow"
+    assert statement["resource"] == ["*"]
+    assert set(statement["action"]) == {"name/batch:RetryJobs", "name/batch:DescribeJob",
+                                        "name/batch:DescribeJobs", "name/batch:DescribeTask"}
+    assert set(statement["action"]) == {f"name/batch:{action}" for action in RATE_LIMITS}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scf")
+    done = subprocess.run([sys.executable, str(SCF / "build.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout.strip())
+    return out / "batch-autoretry-scf.zip"
+
+
+def test_scf_zip_holds_the_entry_file_the_function_and_runtime_dependencies(built: Path) -> None:
+    names = zipfile.ZipFile(built).namelist()
+    assert "index.py" in names and "handler/app.py" in names and "handler/auth.py" in names
+    tops = {n.split("/", 1)[0] for n in names}
+    assert {"pydantic", "pydantic_core", "tencentcloud", "redis", "yaml", "requests"} <= tops
+    assert not tops & {"tests", "emulator", "bench", "docs", "events", "deploy", "node_modules",
+                       "moto", "boto3", "botocore", "pytest", "hypothesis", "mypy", "ruff"}
+    assert any(re.search(r"pydantic_core/_pydantic_core\.cpython-310-x86_64-linux-gnu\.so$", n)
+               for n in names)
+    assert not any("__pycache__" in n for n in names)
+    assert built.stat().st_size < 50_000_000  # SCF's limit for a zip uploaded through the API
+
+
+def test_scf_zip_is_reproducible(built: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("scf_build", SCF / "build.py")
+    assert spec and spec.loader
+    scf_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scf_build)
+    again = tmp_path / "again.zip"
+    scf_build.write_zip(built.parent / "package", again)
+    assert again.read_bytes() == built.read_bytes()
+
+
+SMOKE = """
+import json, sys, time
+import index
+from handler import app
+from handler.jobs import JobView
+
+class Batch:  # the Batch API, in memory: every job FAILED a few seconds ago until retried
+    timeout_s = 1
+    def __init__(self): self.retried = []
+    def _view(self, job):
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+        state = "RUNNING" if job in self.retried else "FAILED"
+        return JobView.model_validate({"JobId": job, "JobState": state, "EndTime": end})
+    def describe_jobs(self, region, ids): return {j: self._view(j) for j in ids}
+    def list_jobs(self, region, state, offset, limit=100): return [], 0
+    def describe_job(self, region, job_id): raise AssertionError("not needed")
+    def retry_jobs(self, region, ids): self.retried += ids; return "req-1"
+
+batch = Batch()
+build = app.build_runtime
+def build_with_fake(config):
+    rt = build(config); rt.gateway = batch; return rt
+app.build_runtime = build_with_fake
+answers = [index.main_handler(json.load(open(p)), {"request_id": "smoke", "time_limit_in_ms": 15000})
+           for p in sys.argv[1:]]
+print(json.dumps({"python": sys.version_info[:2], "status": [a["statusCode"] for a in answers],
+                  "retried": batch.retried}))
+"""
+
+
+def python_3_10() -> str | None:
+    candidates = [shutil.which("python3.10"),
+                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")))]
+    for exe in filter(None, candidates):
+        if subprocess.run([exe, "-c", "pass"], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+def test_scf_zip_answers_notices_on_python_3_10(built: Path, tmp_path: Path) -> None:
+    exe = python_3_10()
+    if exe is None:
+        pytest.skip("no CPython 3.10 interpreter here to play SCF's Python3.10 runtime")
+    code = tmp_path / "code"
+    zipfile.ZipFile(built).extractall(code)
+    (tmp_path / "smoke.py").write_text(SMOKE)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(code), "AUTORETRY_LOCAL": "true",
+           "AUTORETRY_STORE": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    samples = [str(EVENTS / n) for n in ("scf-apigw-push-envelope.json", "scf-cmq-records.json",
+                                         "scf-timer.json", "scf-apigw-push-envelope.json")]
+    # -S: no site-packages, so only the zip's own dependencies can be imported.
+    done = subprocess.run([exe, "-S", str(tmp_path / "smoke.py"), *samples], cwd=code, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"python": [3, 10], "status": [200, 200, 200, 200],
+                      "retried": ["job-a1b2c3d4", "job-1b2c3d4e", "job-2c3d4e5f"]}
