@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -108,14 +109,26 @@ def _presented_token(req: Request) -> str | None:
     return req.query.get("token")
 
 
+def _configured(secret: str | None) -> str | None:
+    # A deployment variable that was never filled in ("${env:X}", "{{resolve:...}}") would be a
+    # credential anyone can read in the deployment files: treat it as no credential at all.
+    if secret is None or re.fullmatch(r"\$\{.*\}|\{\{.*\}\}", secret.strip()):
+        return None
+    return secret
+
+
 def authenticate(req: Request, *, token: str | None, hmac_secret: str | None, local: bool,
                  guard: ReplayGuard, now: float | None = None) -> Verdict:
     """Decide whether an HTTP request may reach the function."""
     now = time.time() if now is None else now
+    placeholder = (token, hmac_secret) != (_configured(token), _configured(hmac_secret))
+    token, hmac_secret = _configured(token), _configured(hmac_secret)
     if token is None and hmac_secret is None:
         if local:
             return Verdict(True, 200, "local", "AUTORETRY_LOCAL=true and no credential configured")
-        return Verdict(False, 503, "none", "no AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET set")
+        return Verdict(False, 503, "none",
+                       "a credential is an unresolved deployment variable" if placeholder
+                       else "no AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET set")
     if req.header(SIGNATURE_HEADER) is not None:
         if hmac_secret is None:
             # A signed request to an endpoint without a secret: judge it by its token, if any.

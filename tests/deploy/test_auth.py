@@ -196,3 +196,14 @@ def test_replay_guard_holds_at_most_its_capacity() -> None:
     for i in range(10):
         guard.first_sight(f"sha256={i}", timestamp=1000, now=1000)
     assert len(guard._seen) <= 3
+
+
+@pytest.mark.parametrize("placeholder", ["${env:AUTORETRY_AUTH_TOKEN}", "{{resolve:ssm:/x/auth-token}}"])
+def test_an_unresolved_deployment_variable_is_no_token_at_all(
+    function_env: Path, monkeypatch: pytest.MonkeyPatch, placeholder: str
+) -> None:
+    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
+    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", placeholder)
+    answer = post(notice(), {"Authorization": f"Bearer {placeholder}"})
+    assert answer["statusCode"] == 503
+    assert rows(function_env) == 0
