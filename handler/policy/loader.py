@@ -96,6 +96,9 @@ def _parse_text(text: str, source: str) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        if "'*'" in problem or "alias" in problem:
+            # In YAML a bare *word is a reference to an anchor, not text.
+            problem += " (a glob that starts with * must be quoted: '*quota*')"
         raise PolicyError(f"{source}: not valid YAML: {where}{problem}") from None
 
 

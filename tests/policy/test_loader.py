@@ -120,6 +120,9 @@ def _error(text: str) -> str:
     ("version: 1\nrules: []\nrules: []", "not valid YAML: line 3, column 1: key 'rules' appears twice "
      "(first on line 2)"),
     ("version: 1\nrules: [\n", "not valid YAML: line 3"),
+    ("version: 1\nrules:\n  - {name: a, action: SKIP, when: {job_reason: *quota*}}",
+     "not valid YAML: line 3, column 54: expected alphabetic or numeric character, but found '*' (a glob "
+     "that starts with * must be quoted: '*quota*')"),
     ('{"version": 1,}', "not valid JSON: line 1, column 15"),
     ("- version: 1", "expected a mapping with `version: 1` and `rules:`, got list"),
 ])
