@@ -1,4 +1,4 @@
-"""`python -m handler serve|invoke|sweep|policy|ledger|demo`: local commands around the function."""
+"""`python -m handler serve|invoke|sweep|policy|ledger|demo|verify`: local commands around the function."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ commands:
                                      validate a policy file, or explain a decision
   ledger list|show JOB_ID|stats      what the function decided, and the ledger's state
   demo                               emulator + endpoint + a mixed fleet of jobs, then a table
+  verify URL [--token T | --hmac-secret S]
+                                     send a deployed endpoint a notice, explain its answer
 """
 
 
@@ -37,6 +39,9 @@ def main(argv: list[str]) -> int:
     if command == "policy":
         from handler.policy.cli import main as policy  # type: ignore[import-not-found,unused-ignore]
         return int(policy(rest))
+    if command == "verify":
+        from handler.commands.verify import main as verify
+        return verify(rest)
     if command == "demo":
         from handler.commands.demo import main as demo
         return demo(rest)
