@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from handler.policy import BUDGET, Action, Failure, FleetBudget, RetryDecision
+from handler.jobs import FailureKey, JobDetail, JobView
+from handler.policy import BUDGET, Action, Failure, FleetBudget, JobHistory, RetryDecision
 from handler.policy.backoff import backoff_delay, seeded_rng
 from handler.policy.durations import format_duration
 from handler.policy.overrides import JobOverrides, read_overrides
@@ -41,6 +42,14 @@ class Explanation:
     details_needed: bool = False  # would decide() have called DescribeJob / DescribeTask?
 
 
+class _NeedsDetails(Exception):
+    """Raised by the sweep's probe when a rule would need DescribeJob: the failure is in scope."""
+
+
+def _no_details() -> JobDetail:
+    raise _NeedsDetails
+
+
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -65,13 +74,29 @@ class RulesPolicy:
     def decide(self, failure: Failure) -> RetryDecision:
         return self._evaluate(failure, trace=False).decision
 
+    def in_scope(self, view: JobView) -> bool:
+        """For the sweep: False only if this failure, seen without a notice, would certainly be
+        skipped by a rule or the default — decided from the listing alone, no API call. Such a
+        failure is not enqueued (and so not recorded as skipped: a late notice whose event vars
+        match a rule still gets its retry)."""
+        if not view.EndTime:
+            return True
+        probe = Failure(key=FailureKey("-", view.JobId, view.EndTime), job=view, history=JobHistory(),
+                        event_name=None, event_vars={}, now=_epoch(view.EndTime),
+                        fetch_details=_no_details)
+        try:
+            decision = self._evaluate(probe, trace=False, quiet=True).decision
+        except _NeedsDetails:
+            return True
+        return decision.action != Action.SKIP
+
     def explain(self, failure: Failure) -> Explanation:
         """The decision, and for every rule whether it matched and, if not, why not."""
         return self._evaluate(failure, trace=True)
 
     # ---- the evaluation ------------------------------------------------------------------------
 
-    def _evaluate(self, failure: Failure, trace: bool) -> Explanation:
+    def _evaluate(self, failure: Failure, trace: bool, quiet: bool = False) -> Explanation:
         out = Explanation(RetryDecision.skip("default", "not evaluated"))
         age = failure.now - _epoch(failure.key.end_time)
         if age > self.max_failure_age_s:
@@ -83,7 +108,7 @@ class RulesPolicy:
         ov = read_overrides(failure.job.Tags, failure.event_vars,
                             use_tags=self.spec.overrides.tags,
                             use_event_vars=self.spec.overrides.event_vars, rule_names=self._rules)
-        for note in ov.ignored:
+        for note in [] if quiet else ov.ignored:
             log.warning("policy override ignored",
                         extra={"fields": {"job": failure.key.job_id, "ignored": note}})
             out.checks.append(f"override ignored: {note}")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from handler.jobs import JobView
 from handler.policy import Action, FleetBudget
 from handler.policy.engine import RulesPolicy
 
@@ -296,6 +297,24 @@ def test_explain_says_details_were_not_needed_when_a_cheap_rule_decided() -> Non
     ex = p.explain(failure(tasks=OOM))
     assert ex.winner == "nightly"
     assert not ex.details_needed
+
+
+def test_sweep_leaves_out_failures_the_listing_alone_shows_would_be_skipped() -> None:
+    p = policy("""
+        rules:
+          - {name: nightly, when: {job_name: 'nightly-*'}, action: RETRY}
+          - {name: etl, when: {job_name: 'etl-*', event_vars: {pipeline: x}}, action: RETRY}
+          - {name: oom, when: {job_name: 'oom-*', exit_code: 137}, action: RETRY}
+    """)
+    def view(name: str, **tags: str) -> JobView:
+        return JobView(JobId="job-abcd1234", JobName=name, JobState="FAILED",
+                       EndTime="2026-05-01T10:00:00Z", Tags=tags)
+    assert p.in_scope(view("nightly-1"))
+    assert p.in_scope(view("oom-1"))  # needs DescribeTask to know: the flush decides
+    assert not p.in_scope(view("adhoc"))  # the default SKIP, certain from the listing
+    assert not p.in_scope(view("etl-1"))  # event vars come only with a notice
+    assert not p.in_scope(view("nightly-1", **{"autoretry:disabled": "true"}))
+    assert policy("default: {action: RETRY}").in_scope(view("adhoc"))
 
 
 def test_policy_exposes_its_limits_to_the_sweep_and_operators() -> None:

@@ -153,6 +153,20 @@ def test_exit_code_rule_reads_details_once_and_skips_out_of_memory(tmp_path: Pat
     assert (r.observer.decisions[-1]["rule"], r.observer.decisions[-1]["reason"]) == ("oom", "out of memory")
 
 
+def test_sweep_enqueues_only_failures_the_policy_might_retry(tmp_path: Path, clock: Clock) -> None:
+    gw = gateway()
+    gw.fail("job-00000001", end(clock))
+    gw.fail("job-00000002", end(clock))
+    gw.jobs["job-00000002"]["JobName"] = "nightly-2"
+    r = retrier(tmp_path, clock, gw, policy("""
+        rules:
+          - {name: n, when: {job_name: 'nightly-*'}, action: RETRY}
+    """))
+    assert r.reconcile(Deadline(clock.now + 60, clock)) == 1
+    assert [e.job.job_id for e in r.ledger.queue()] == ["job-00000002"]
+    assert r.ledger.state(FailureKey(REGION, "job-00000001", gw.jobs["job-00000001"]["EndTime"])) is None
+
+
 def test_sweep_looks_back_only_as_far_as_the_policy_max_failure_age(tmp_path: Path, clock: Clock) -> None:
     gw = gateway()
     gw.fail("job-00000001", end(clock, ago=2 * 3600))
