@@ -45,6 +45,7 @@ EXPECTED: dict[str, Expect] = {
     "aws-httpapi-v2.json": Expect(200, ids("job-e5f6a7b8")),
     "aws-rest-v1.json": Expect(200, ids("job-f6a7b8c9")),
     "aws-function-url.json": Expect(200, ids("job-0a1b2c3d")),
+    "aws-alb-http.json": Expect(200, ids("job-3e4f5a6b")),  # plain-http listener for the CMQ push
     "scf-cmq-records.json": Expect(200, ids("job-1b2c3d4e", "job-2c3d4e5f"), ignored=1),
     "direct-notice.json": Expect(200, ids("job-4e5f6a7b")),
     "scf-timer.json": Expect(200, ids("job-5weep001")),
