@@ -114,10 +114,14 @@ def main(argv: list[str]) -> int:
     meaning = MEANING.get(status, "unexpected answer")
     if status == 200:
         try:
-            accepted = json.loads(text).get("accepted")
-        except (json.JSONDecodeError, AttributeError):
-            accepted = None
-        if accepted != 1:
+            answer = json.loads(text)
+        except json.JSONDecodeError:
+            answer = None
+        if isinstance(answer, dict) and "statusCode" in answer and "body" in answer:
+            meaning = ("the gateway passed the function's answer through as a 200 body: turn on the "
+                       "integrated response (SCF isIntegratedResponse), or every refusal looks like "
+                       "success to the topic")
+        elif not isinstance(answer, dict) or answer.get("accepted") != 1:
             meaning = "a 200, but not from this function (no 'accepted' count): check the URL"
     print(meaning)
     if 200 <= status < 300 and elapsed_ms > 15000:

@@ -114,3 +114,33 @@ def test_verify_notice_is_one_the_function_accepts() -> None:
     assert notice.Events[0].is_job_failure
     assert notice.Events[0].Batch.JobId == "job-verify0123abcd"
 
+
+
+def test_verify_spots_a_gateway_without_integrated_response(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An SCF API Gateway without integrated response answers 200 with the function's answer as body.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class PassThrough(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(app.main_handler({"what": "is this"}, {})).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PassThrough)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/events"
+        assert cli(["verify", url, "--token", TOKEN]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "integrated response" in capsys.readouterr().out
