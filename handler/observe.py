@@ -137,7 +137,10 @@ class Observer:
         if self.quiet:
             return
         if self.platform == "aws":
-            _write_emf(self.metric_values(), dict(self.skip_reasons))
+            try:
+                _write_emf(self.metric_values(), dict(self.skip_reasons))
+            except Exception as e:  # metrics must never change what the delivery is answered
+                self._emit(logging.ERROR, "metrics not written", {"error": f"{type(e).__name__}: {e}"})
         else:
             self._emit(logging.INFO, "metrics", {"namespace": NAMESPACE,
                                                  "metrics": self.metric_values(),

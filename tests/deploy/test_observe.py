@@ -143,3 +143,18 @@ def test_importing_the_entry_module_does_not_import_powertools() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('aws_lambda_powertools')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_failure_to_write_metrics_does_not_change_the_answer(
+    fake_batch: FakeGateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handler import observe
+
+    def broken(values: dict[str, int], skip_reasons: dict[str, int]) -> None:
+        raise ImportError("No module named 'aws_lambda_powertools'")
+
+    monkeypatch.setattr(observe, "_write_emf", broken)
+    fake_batch.fail("job-e5f6a7b8", recent_end())
+    event = json.loads((EVENTS / "aws-httpapi-v2.json").read_text())
+    assert app.lambda_handler(event, LambdaContext())["statusCode"] == 200
+    assert any(line["message"] == "metrics not written" for line in lines(capsys.readouterr().out))
