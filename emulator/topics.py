@@ -53,6 +53,7 @@ class Topics:
         self._busy = 0
         self._pending = 0
         self._stopped = threading.Event()
+        self._local = threading.local()
         self._senders = [threading.Thread(target=self._send_loop, name=f"emulator-push-{i}", daemon=True)
                          for i in range(senders)]
         for t in self._senders:
@@ -123,17 +124,25 @@ class Topics:
         path = url.path or "/"
         if url.query:
             path += "?" + url.query
-        conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = conn_type(url.hostname or "127.0.0.1", url.port, timeout=delivery.sub.timeout_s)
         headers = {"Content-Type": "text/plain", "User-Agent": "Qcloud Notification Service Agent",
                    "x-cmq-request-id": uuid.uuid4().hex, "x-cmq-message-id": delivery.msg_id,
                    "x-cmq-message-tag": ""}
+        # Each sender keeps its connections alive between pushes, as a pushing fleet does.
+        conns: dict[tuple[str, str, int | None], http.client.HTTPConnection] = \
+            self._local.__dict__.setdefault("conns", {})
+        where = (url.scheme, url.hostname or "127.0.0.1", url.port)
+        conn = conns.get(where)
+        if conn is None:
+            conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+            conn = conns[where] = conn_type(where[1], where[2], timeout=delivery.sub.timeout_s)
         try:
             conn.request("POST", path, body=self._body(delivery), headers=headers)
             response = conn.getresponse()
             response.read()
+            if response.will_close:
+                conns.pop(where).close()
             return response.status
         except (OSError, http.client.HTTPException) as exc:
-            return type(exc).__name__  # timeout, refused, reset: redelivered like a non-2xx
-        finally:
+            conns.pop(where, None)
             conn.close()
+            return type(exc).__name__  # timeout, refused, reset: redelivered like a non-2xx
