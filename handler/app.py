@@ -94,15 +94,16 @@ def reset_runtime() -> None:
 
 
 def _deadline(context: Any, started: float) -> Deadline:
-    """SCF passes a dict with `time_limit_in_ms`; Lambda an object with a remaining-time method."""
-    remaining = DEFAULT_TIME_LIMIT_S
+    """SCF passes a dict with `time_limit_in_ms` (the whole invocation's limit, counted from its
+    start); Lambda an object whose `get_remaining_time_in_millis()` counts from now."""
+    end = started + DEFAULT_TIME_LIMIT_S
     get_remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(get_remaining):
-        remaining = float(get_remaining()) / 1000.0
+        end = time.time() + float(get_remaining()) / 1000.0
     elif isinstance(context, dict) and context.get("time_limit_in_ms"):
         with contextlib.suppress(TypeError, ValueError):
-            remaining = float(context["time_limit_in_ms"]) / 1000.0 - (time.time() - started)
-    return Deadline(started + remaining - TIME_RESERVE_S)
+            end = started + float(context["time_limit_in_ms"]) / 1000.0
+    return Deadline(end - TIME_RESERVE_S)
 
 
 def _request_id(context: Any) -> str | None:

@@ -3,6 +3,7 @@ against the emulator). It mimics RetryJobs' rules: FAILED only, all or nothing."
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from handler.gateway import ApiError, ErrorKind
@@ -53,3 +54,15 @@ class FakeGateway:
 
     def count(self, job_id: str) -> int:
         return sum(batch.count(job_id) for batch in self.retried)
+
+
+class Clock:
+    def __init__(self) -> None:
+        # Starts at the real time: SQLite's expiry cleanup reads the wall clock.
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s

@@ -15,26 +15,9 @@ from handler.observe import Observer
 from handler.policy import DefaultPolicy
 from handler.retrier import Deadline, Retrier, Settings
 
-from .fakes import FakeGateway
+from .fakes import Clock, FakeGateway
 
 REGION = "ap-guangzhou"
-
-
-class Clock:
-    def __init__(self) -> None:
-        # Starts at the real time: SQLite's expiry cleanup reads the wall clock.
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def make(tmp_path: Path, clock: Clock, gw: FakeGateway, **settings: object) -> Retrier:
