@@ -415,11 +415,18 @@ class Retrier:
         in_scope = getattr(self.policy, "in_scope", None)
         found = 0
         for region in self.settings.regions:
-            offset, total = 0, None
+            offset, total, listed = 0, None, 0
             while total is None or offset < total:
                 # Retrying what is known comes first; listing resumes when the queue is empty.
-                if self.ledger.has_due() and self.drain(deadline).stopped == "time":
-                    return found
+                if self.ledger.has_due():
+                    drained = self.drain(deadline)
+                    # Jobs retried meanwhile left the FAILED listing and pulled every later page
+                    # forward: step back as many, so no job is skipped (a job listed twice costs
+                    # nothing: the ledger has seen it). Retries by other instances can still shift
+                    # a page; what this misses, the next sweep lists.
+                    offset = max(0, offset - len(drained.retried))
+                    if drained.stopped == "time":
+                        return found
                 if not self._token("DescribeJobs", deadline, True):
                     return found
                 try:
@@ -430,9 +437,10 @@ class Retrier:
                 if not views:
                     break
                 offset += len(views)
+                listed += len(views)
                 found += self._enqueue_unseen(region, views, max_age, in_scope)
                 if progress:
-                    progress(f"{region}: listed {offset} of {total} FAILED jobs, "
+                    progress(f"{region}: listed {listed} FAILED jobs ({total} failed now), "
                              f"{found} new failures enqueued")
         return found
 
