@@ -33,6 +33,10 @@ class Gateway(Protocol):
     def retry_jobs(self, region: str, job_ids: list[str]) -> str: ...
 
 
+# DescribeJobs refuses a whole batch when one id is not in the API's format.
+MALFORMED_ID = "InvalidParameter.JobIdMalformed"
+
+
 class OutOfTime(Exception):
     """The invocation's time is nearly up: leave the rest due for the next one."""
 
@@ -214,6 +218,9 @@ class Retrier:
             report.api_calls += 1
             views = self.gateway.describe_jobs(region, [e.job.job_id for e in entries])
         except ApiError as e:
+            if e.code.startswith(MALFORMED_ID):
+                self._isolate_malformed(region, entries, deadline, report, e)
+                return
             self.observer.warning("DescribeJobs failed", region=region, code=e.code, kind=e.kind)
             self.observer.count(f"api.{e.kind}")
             for entry in entries:
@@ -234,6 +241,24 @@ class Retrier:
                 candidates.append(cand)
         if candidates:
             self._retry(region, candidates, deadline, report)
+
+    def _isolate_malformed(self, region: str, entries: list[QueueEntry], deadline: Deadline,
+                           report: FlushReport, e: ApiError) -> None:
+        """The API refused the whole batch for one id it calls malformed (a forged notice can name
+        one that our notice model accepts). Halve the batch until that id is alone, then drop it:
+        it would otherwise fail every batch it rides in, and stay queued for ever."""
+        if len(entries) == 1:
+            entry = entries[0]
+            self.ledger.finish(entry)
+            self.observer.decision(job=entry.job.job_id, region=region, event=entry.event_name,
+                                   failure_key=None, action="SKIP", rule="verify",
+                                   reason=f"api_rejected: {e.code}"[:300], outcome="rejected")
+            return
+        mid = len(entries) // 2
+        for half in (entries[:mid], entries[mid:]):
+            if not self._token("DescribeJobs", deadline, True):
+                raise OutOfTime("DescribeJobs")
+            self._flush_region(region, half, deadline, report)
 
     def _consider(self, entry: QueueEntry, view: JobView | None, deadline: Deadline
                   ) -> _Candidate | None:
