@@ -304,7 +304,7 @@ class Retrier:
                                        outcome="held")
                 return None
         failure = Failure(
-            key=current, job=view, history=self.ledger.history(job),
+            key=current, job=view, history=self.ledger.history(job, deciding=current),
             event_name=entry.event_name, event_vars=entry.event_vars, now=now,
             fetch_details=lambda: self._details(job, deadline),
         )

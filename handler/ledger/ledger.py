@@ -245,10 +245,20 @@ class Ledger:
 
     # ---- failures and claims -------------------------------------------------------------------
 
-    def history(self, job: JobRef) -> JobHistory:
-        rec = self._live(self.store.get([job_key(job)]), job_key(job))
-        counters = dict(rec.value.get("counters", {})) if rec else {}
-        return JobHistory(counters={k: int(v) for k, v in counters.items()})
+    def history(self, job: JobRef, deciding: FailureKey | None = None) -> JobHistory:
+        """Retries the job spent, per counter. With `deciding`, as a decision on that failure must
+        see them: a claim on it that is still held (an unclear call, a crashed flusher) already spent
+        from its counter, and taking it over spends nothing again, so it does not count against
+        itself (else a held claim on the last allowed attempt would be skipped as over the cap)."""
+        keys = [job_key(job)] + ([failure_key(deciding)] if deciding is not None else [])
+        recs = self.store.get(keys)
+        rec = self._live(recs, job_key(job))
+        counters = {k: int(v) for k, v in (rec.value.get("counters", {}) if rec else {}).items()}
+        held = self._live(recs, failure_key(deciding)) if deciding is not None else None
+        if held is not None and held.value.get("state") in (FailureState.CLAIMED, FailureState.AMBIGUOUS):
+            counter = str(held.value.get("counter", "attempts"))
+            counters[counter] = max(0, counters.get(counter, 0) - 1)
+        return JobHistory(counters=counters)
 
     def pending(self, job: JobRef) -> list[FailureKey]:
         """Failures of `job` claimed earlier whose outcome is not yet known."""
