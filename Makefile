@@ -30,5 +30,11 @@ package:  ## AWS Lambda package + CloudFormation template in .serverless/ (osls,
 	SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls package
 	@ls -l .serverless/batch-autoretry.zip
 
+# pip-audit resolves the pinned runtime requirements in a scratch venv and looks every package up
+# in PyPI's vulnerability data. --strict: a package it could not look up (the service unreachable,
+# say) fails the target, instead of being skipped under "No known vulnerabilities found".
+audit: $(VENV)/.installed  ## known vulnerabilities in requirements.txt (needs pypi.org's JSON API)
+	$(VENV)/bin/pip-audit --requirement requirements.txt --strict --progress-spinner off
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
