@@ -19,10 +19,12 @@ from unittest import mock
 
 import pytest
 
+from emulator import Emulator
 from handler.ledger import Store
 from handler.ledger.sqlite import SqliteStore
 
 from .servers import DUMMY_AWS_ENV, SerializedMotoServer
+from .workers import SECRET_ID, SECRET_KEY
 
 REDIS_URL = os.environ.get("AUTORETRY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -154,3 +156,23 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path,
         table = f"ledger-{uuid.uuid4().hex[:8]}"
         create_table(table)
         yield SharedStore(backend, f"dynamodb://{table}", env)
+
+
+# ---- the function's instances in child processes, against the emulator ----------------------
+
+SPEEDUP = 20.0  # the emulator's time scale: rate limits x20, job run times /20
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, speedup=SPEEDUP) as emu:
+        yield emu
+
+
+def function_env(shared: SharedStore, emu: Emulator) -> dict[str, str]:
+    """The environment of a function instance on `shared`, calling the emulator (no token needed:
+    local mode)."""
+    return {"AUTORETRY_STORE": shared.url, "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
+            "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_API_SPEEDUP": f"{SPEEDUP:g}",
+            "AUTORETRY_LOCAL": "true", "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+            "TENCENTCLOUD_SECRET_KEY": SECRET_KEY, **shared.env}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,6 +38,7 @@ class SerializedMotoServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> SerializedMotoServer:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 

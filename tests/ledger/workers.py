@@ -1,0 +1,267 @@
+"""What runs in the child processes of the multi-process ledger tests: the function itself.
+
+A child is a function instance. It is given the function's environment (AUTORETRY_STORE naming the
+shared store, the emulator in the parent process as the Batch endpoint with its credentials,
+AUTORETRY_API_SPEEDUP) and runs the real code on it: `handler.app.main_handler` for deliveries,
+`handler.retrier.Retrier` from the function's own runtime for a flusher. Batch API calls go over
+HTTP through the real SDK, TC3-signed; the emulator records them.
+
+Two kinds of instrumentation are added by wrapping methods of the child's runtime, never by
+replacing what they do:
+- observers, which note what happened (the instant the ledger granted a token, claim outcomes);
+- crash points, which SIGKILL the process at a named step of a flush.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handler.jobs import FailureKey
+from handler.ledger import ClaimOutcome, Ledger, open_store
+from handler.policy import Action, RetryDecision
+
+REGION = "ap-guangzhou"
+SECRET_ID, SECRET_KEY = "AKIDLEDGERTEST", "ledger-test-secret"
+
+
+def _become_instance(env: dict[str, str], log_path: str) -> None:
+    """This process's environment is exactly the function's, and its log lines go to a file."""
+    for name in list(os.environ):
+        if name.startswith(("AUTORETRY_", "TENCENTCLOUD_")):
+            del os.environ[name]
+    os.environ.update(env)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own stdout
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+class GrantClock:
+    """time.time for the ledger, remembering per thread the last reading: right after a granted
+    take_token, that is the instant the ledger granted the token at (the `now` it wrote)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        self._local.last = time.time()
+        return float(self._local.last)
+
+    def last(self) -> float:
+        return float(self._local.last)
+
+
+def _record_grants(ledger: Ledger, grants: dict[str, list[float]], lock: threading.Lock) -> None:
+    clock = GrantClock()
+    ledger.clock = clock
+    take_token = ledger.take_token
+
+    def observed(action: str, rate_per_s: float) -> float:
+        pause = take_token(action, rate_per_s)
+        if pause <= 0:
+            with lock:
+                grants.setdefault(action, []).append(clock.last())
+        return pause
+
+    ledger.take_token = observed  # type: ignore[method-assign]
+
+
+# ---- the fleet: function instances of several threads, duplicate notices ---------------------
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    env: dict[str, str]
+    log_path: str
+    events: list[dict[str, Any]]  # API Gateway events, in the order this instance receives them
+    threads: int
+    time_limit_ms: int = 60_000
+
+
+@dataclass
+class DeliveryResult:
+    statuses: Counter[int] = field(default_factory=Counter)
+    retried: list[str] = field(default_factory=list)  # what the answers say each invocation retried
+    grants: dict[str, list[float]] = field(default_factory=dict)
+    slowest_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def delivery_process(plan: DeliveryPlan, index: int, barrier: Any, results: Any) -> None:
+    """Warm up one instance, wait for the others, then deliver `plan.events` from
+    `plan.threads` threads at once, each calling `main_handler` as SCF would."""
+    result = DeliveryResult()
+    lock = threading.Lock()
+    try:
+        _become_instance(plan.env, plan.log_path)
+        from handler import app
+
+        rt = app.runtime()  # built once, shared by the threads as warm invocations share it
+        _record_grants(rt.ledger, result.grants, lock)
+
+        def deliver(events: list[dict[str, Any]], t: int) -> None:
+            for n, event in enumerate(events):
+                started = time.monotonic()
+                try:
+                    answer = app.main_handler(event, {"time_limit_in_ms": plan.time_limit_ms,
+                                                      "request_id": f"p{index}t{t}n{n}"})
+                except Exception:
+                    with lock:
+                        result.errors.append(f"p{index}t{t}: {traceback.format_exc(limit=3)}")
+                    continue
+                took = time.monotonic() - started
+                body = json.loads(answer["body"])
+                with lock:
+                    result.statuses[int(answer["statusCode"])] += 1
+                    result.retried += body.get("retried") or []
+                    result.slowest_s = max(result.slowest_s, took)
+
+        threads = [threading.Thread(target=deliver, args=(plan.events[t::plan.threads], t))
+                   for t in range(plan.threads)]
+        barrier.wait(timeout=60)  # every instance starts delivering together
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    except Exception:
+        result.errors.append(f"p{index}: {traceback.format_exc(limit=5)}")
+    results.put(result)
+
+
+# ---- the crash: one flusher at a time, killed at a step of its flush ---------------------------
+
+
+@dataclass(frozen=True)
+class FlusherPlan:
+    env: dict[str, str]
+    log_path: str
+    steps_path: str  # one line per observed step: "claimed <job>", "taken_over <job>", "died <at>"
+    # Where to SIGKILL itself, on the first flush that gets there: "claim:<k>" after the k-th claim
+    # granted (some claimed, none called), "call" after RetryJobs answered (nothing recorded),
+    # "record:<k>" after the k-th outcome recorded, "step:<k>" after the k-th of any of those.
+    # None: flush until nothing comes due.
+    crash_at: str | None
+    linger_s: float  # wait this long for entries coming due (a dead flusher's leases)
+    run_s: float = 45.0
+
+
+def _append(path: str, lines: list[str]) -> None:
+    # One write() on an O_APPEND file: a SIGKILL leaves all of it or none of it.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, "".join(line + "\n" for line in lines).encode())
+    finally:
+        os.close(fd)
+
+
+def _crash_points(retrier: Any, plan: FlusherPlan) -> None:
+    """Wrap the retrier's ledger and gateway so the process dies at `plan.crash_at`, noting each
+    step (a claim granted, the call answered, an outcome recorded or confirmed) on the way."""
+    point, _, nth = (plan.crash_at or "").partition(":")
+    count: Counter[str] = Counter()
+
+    def after(name: str, fn: Callable[..., Any], note: Callable[[Any, tuple[Any, ...]], str | None]
+              ) -> Callable[..., Any]:
+        def wrapped(*args: Any) -> Any:
+            out = fn(*args)
+            line = note(out, args)
+            if line:
+                _append(plan.steps_path, [line])
+                count[name] += 1
+                count["step"] += 1
+                if (point == name and (name == "call" or count[name] == int(nth))) or \
+                        (point == "step" and count["step"] == int(nth)):
+                    _append(plan.steps_path, [f"died {plan.crash_at}"])
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        return wrapped
+
+    ledger, gateway = retrier.ledger, retrier.gateway
+
+    def claimed(out: ClaimOutcome, args: tuple[Any, ...]) -> str | None:
+        key: FailureKey = args[0]
+        granted = out in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER)
+        return f"{out.value} {key.job_id}" if granted else None
+
+    ledger.claim = after("claim", ledger.claim, claimed)
+    ledger.record_retried = after("record", ledger.record_retried,
+                                  lambda out, args: f"recorded {args[0].job_id}")
+    ledger.confirm_retried = after("confirm", ledger.confirm_retried,
+                                   lambda out, args: f"confirmed {args[0].job_id}")
+    gateway.retry_jobs = after("call", gateway.retry_jobs,
+                               lambda out, args: f"called {' '.join(args[1])}")
+
+
+def flusher_process(plan: FlusherPlan, ready: Any, go: Any) -> None:
+    """One flusher: the function's runtime, its Retrier draining the shared queue."""
+    _become_instance(plan.env, plan.log_path)
+    from handler import app
+    from handler.observe import Observer
+    from handler.retrier import Deadline
+
+    rt = app.runtime()
+    retrier = rt.retrier(Observer(correlation_id=f"flusher-{os.getpid()}"))
+    _crash_points(retrier, plan)
+    ready.set()
+    if not go.wait(120):
+        return
+    report = retrier.drain(Deadline.after(plan.run_s), wait=True, linger_s=plan.linger_s)
+    _append(plan.steps_path, [f"finished {len(report.retried)} {report.stopped}"])
+
+
+# ---- the same claims at the same instant, at the ledger's level --------------------------------
+
+END_TIME = "2026-11-24T10:00:00Z"
+DECISION = RetryDecision(Action.RETRY, "test", "multi-process test", cap=1, counter="attempts")
+
+
+def job_id(n: int) -> str:
+    return f"job-{n:08d}"
+
+
+def failure(job: str) -> FailureKey:
+    return FailureKey(REGION, job, END_TIME)
+
+
+def racing_claims_process(url: str, jobs: list[str], threads: int, index: int, barrier: Any,
+                          results: Any) -> None:
+    """Every thread claims every failure of `jobs`, in the same order, all starting together."""
+    outcomes: list[tuple[str, str]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    try:
+        store = open_store(url)
+
+        def claim_all(t: int) -> None:
+            ledger = Ledger(store, owner=f"p{index}t{t}")
+            try:
+                for job in jobs:
+                    outcome = ledger.claim(failure(job), DECISION, 30.0)
+                    with lock:
+                        outcomes.append((job, outcome.value))
+            except Exception as e:
+                with lock:
+                    errors.append(f"p{index}t{t}: {type(e).__name__}: {e}")
+
+        workers = [threading.Thread(target=claim_all, args=(t,)) for t in range(threads)]
+        barrier.wait(timeout=60)
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        store.close()
+    except Exception as e:
+        errors.append(f"p{index}: {type(e).__name__}: {e}")
+    results.put((outcomes, errors))
