@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 import time
 from typing import Any
 
-from handler.ledger import FailureState, Ledger
+from handler.ledger import FailureState, Ledger, StoreUnavailable
 
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _since(text: str | None) -> float:
-    if not text:
-        return 0.0
-    unit = text[-1]
-    if unit not in _SINCE_UNITS:
-        raise argparse.ArgumentTypeError("--since takes e.g. 30m, 2h, 1d")
-    return time.time() - float(text[:-1]) * _SINCE_UNITS[unit]
+def _since(text: str) -> float:
+    """`30m`, `2h`, `1d` (or seconds with `s`) before now, as an epoch time."""
+    found = _SINCE.match(text.strip())
+    if not found:
+        raise argparse.ArgumentTypeError("expected e.g. 30m, 2h, 1d")
+    return time.time() - float(found[1]) * _SINCE_UNITS[found[2]]
+
+
+def _outcome_word(outcome: str) -> str:
+    # Outcomes carry their detail after the word: "released: throttled (...)", "ambiguous: ...",
+    # "retried (confirmed by re-read)". --outcome matches the word.
+    found = re.match(r"[a-z_]+", outcome)
+    return found[0] if found else outcome
 
 
 def _when(ts: float | None) -> str:
@@ -32,9 +41,10 @@ def decisions(ledger: Ledger, job: str | None = None, outcome: str | None = None
         if job and jv.get("job_id") != job:
             continue
         for d in jv.get("decisions", []):
-            if outcome and d.get("outcome", "").split(" ")[0] != outcome:
+            if outcome and _outcome_word(d.get("outcome", "")) != outcome:
                 continue
-            if float(d.get("at", 0)) < since:
+            # A decision counts from when it was made or, if later, when its outcome was settled.
+            if max(float(d.get("at") or 0), float(d.get("settled_at") or 0)) < since:
                 continue
             rows.append({"job": jv["job_id"], "region": jv["region"], **d})
     return sorted(rows, key=lambda r: r["at"], reverse=True)
@@ -53,8 +63,8 @@ def stats(ledger: Ledger) -> dict[str, Any]:
                            if f["state"] in (FailureState.CLAIMED, FailureState.AMBIGUOUS)
                            and float(f.get("lease_until") or 0) > now),
         "ambiguous": sum(1 for _, f in failures if f["state"] == FailureState.AMBIGUOUS),
-        "retries_last_hour": sum(1 for d in recent if d.get("outcome", "").startswith("retried")),
-        "skips_last_hour": sum(1 for d in recent if d.get("outcome") == "skipped"),
+        "retries_last_hour": sum(1 for d in recent if _outcome_word(d.get("outcome", "")) == "retried"),
+        "skips_last_hour": sum(1 for d in recent if _outcome_word(d.get("outcome", "")) == "skipped"),
         "failures_known": len(failures),
     }
 
@@ -64,8 +74,9 @@ def main(argv: list[str]) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="recent decisions, newest first")
     ls.add_argument("--job")
-    ls.add_argument("--outcome", help="retried, skipped, claimed, ...")
-    ls.add_argument("--since", help="e.g. 30m, 2h, 1d")
+    ls.add_argument("--outcome", help="retried, skipped, claimed, released, ambiguous (the word "
+                                      "before any detail)")
+    ls.add_argument("--since", type=_since, default=0.0, help="e.g. 30m, 2h, 1d")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="every failure of one job, each decision with its reason")
@@ -75,11 +86,19 @@ def main(argv: list[str]) -> int:
     st.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    try:
+        return _run(args)
+    except StoreUnavailable as e:  # the message names the store, never its credentials
+        print(f"ledger unavailable: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from handler.app import runtime
 
     rt = runtime()
     if args.cmd == "list":
-        rows = decisions(rt.ledger, args.job, args.outcome, _since(args.since))[: args.limit]
+        rows = decisions(rt.ledger, args.job, args.outcome, args.since)[: args.limit]
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
