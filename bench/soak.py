@@ -62,7 +62,7 @@ class SoakConfig:
     processes: int = 2
     speedup: float = 20.0
     duplicates: int = 1
-    waves: int = 60  # jobs are added in this many waves, spread over the first part of the run
+    waves: int = 30  # jobs are added in this many waves, spread over the first part of the run
     wave_gap_s: float = 0.5
     sweep_every: float = 2.0  # real seconds between sweeps (the timer trigger)
     kill_every: float = 0.0  # real seconds between SIGKILLs of a random function process (0: never)
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=2, help="function processes sharing the ledger")
     ap.add_argument("--speedup", type=float, default=20.0, help="time scale of the emulator and function")
     ap.add_argument("--duplicates", type=int, default=1, help="extra copies of every push")
-    ap.add_argument("--waves", type=int, default=60, help="jobs are started in this many waves")
+    ap.add_argument("--waves", type=int, default=30, help="jobs are started in this many waves")
     ap.add_argument("--sweep-every", type=float, default=2.0, help="real seconds between sweeps")
     ap.add_argument("--kill-every", type=float, default=0.0,
                     help="SIGKILL a random function process about this often (real seconds; 0: never)")
