@@ -1,0 +1,149 @@
+"""Per-operation latency of each ledger backend, on loopback, one caller, one operation at a time.
+
+    .venv/bin/python bench/ledger.py                       # every store, n=2000 (moto: n=300)
+    .venv/bin/python bench/ledger.py --stores sqlite,redis -n 5000
+
+Stores: SQLite on a file in a temporary directory (WAL, synchronous=NORMAL, as the function opens
+it); the Redis at AUTORETRY_BENCH_REDIS (default redis://127.0.0.1:6379/0) under a fresh key
+prefix, deleted afterwards; DynamoDB as moto in-process (no network, no real service: its figures
+say what moto costs in CPU, not what DynamoDB answers in).
+
+Operations are the ledger's, as the function calls them (`handler.ledger.Ledger`):
+  enqueue     a notice for a job not yet queued (read, then a conditional write)
+  take 1      lease the earliest due entry (due index, read, conditional write)
+  take 100    lease 100 due entries at once, as one flush does (one commit of 100 writes)
+  claim       claim a new failure: its record and the job's counter in one commit
+  record      settle a claimed failure as retried
+  token       take a RetryJobs token from the shared bucket (read, conditional write)
+ops/s is 1 / mean latency for one caller; `take 100` counts one take of 100 as one operation
+(up to 50 of them, each after 100 untimed enqueues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from handler.jobs import FailureKey, JobRef
+from handler.ledger import Ledger, Store, open_store
+from handler.policy import Action, RetryDecision
+
+REGION = "ap-guangzhou"
+END = "2026-11-24T10:00:00Z"
+DECISION = RetryDecision(Action.RETRY, "default", "retry 1 of 3")
+REDIS_URL = os.environ.get("AUTORETRY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+             "AWS_SESSION_TOKEN": "bench", "AWS_REGION": "us-east-1",
+             "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def sqlite_store() -> Iterator[Store]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/ledger.db")
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+@contextlib.contextmanager
+def redis_store() -> Iterator[Store]:
+    import redis
+
+    prefix = f"autoretry-bench:{uuid.uuid4().hex[:8]}:"
+    store = open_store(f"{REDIS_URL}?prefix={prefix}")
+    try:
+        yield store
+    finally:
+        store.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+        client.close()
+
+
+@contextlib.contextmanager
+def moto_store() -> Iterator[Store]:
+    from moto import mock_aws
+
+    from handler.ledger.dynamodb import create_table
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    with mock.patch.dict(os.environ, {**env, **DUMMY_AWS}, clear=True), mock_aws():
+        create_table("autoretry-bench", region="us-east-1")
+        store = open_store("dynamodb://autoretry-bench?region=us-east-1")
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+STORES: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[Store]]]] = {
+    "sqlite": ("sqlite (file)", sqlite_store),
+    "redis": ("redis (loopback)", redis_store),
+    "dynamodb": ("dynamodb (moto in-process)", moto_store),
+}
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def run(store: Store, n: int) -> dict[str, list[float]]:
+    ledger = Ledger(store, owner="bench")
+    jobs = [JobRef(REGION, f"job-{i:08d}") for i in range(n)]
+    keys = [FailureKey(REGION, j.job_id, END) for j in jobs]
+    out: dict[str, list[float]] = {}
+    out["enqueue"] = [timed(partial(ledger.enqueue, j, event_name="JOB_FAILED")) for j in jobs]
+    out["take 1"] = [timed(lambda: ledger.take(1, 600)) for _ in range(n)]
+    out["take 100"] = []
+    for r in range(max(1, min(50, n // 40))):
+        for i in range(100):  # untimed: a hundred more due entries
+            ledger.enqueue(JobRef(REGION, f"job-b{r:03d}{i:04d}"))
+        out["take 100"].append(timed(lambda: ledger.take(100, 600)))
+    out["claim"] = [timed(partial(ledger.claim, k, DECISION, 600)) for k in keys]
+    out["record"] = [timed(partial(ledger.record_retried, k)) for k in keys]
+    out["token"] = [timed(lambda: ledger.take_token("RetryJobs", 1e9)) for _ in range(n)]
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--stores", default="sqlite,redis,dynamodb")
+    ap.add_argument("-n", type=int, default=2000, help="operations of each kind (moto: at most 300)")
+    args = ap.parse_args(argv)
+    print(f"{'store':28} {'operation':10} {'n':>6} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>8}")
+    for name in args.stores.split(","):
+        label, factory = STORES[name]
+        n = min(args.n, 300) if name == "dynamodb" else args.n
+        with factory() as store:
+            results = run(store, n)
+        for op, lat in results.items():
+            print(f"{label:28} {op:10} {len(lat):6d} {pct(lat, 0.5) * 1e6:9.0f} "
+                  f"{pct(lat, 0.99) * 1e6:9.0f} {1 / statistics.fmean(lat):8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
