@@ -397,6 +397,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
             time.sleep(config.wave_gap_s)
 
         forged: set[str] = set()
+        complete_since: float | None = None
         deadline = started + config.max_seconds
         while time.time() < deadline:
             for job in fine:  # a forged (or stale) JOB_FAILED for a job that succeeded
@@ -405,8 +406,13 @@ def run_soak(config: SoakConfig) -> SoakResult:
                     forged.add(job)
             counts = emu.retry_counts()
             left = sum(1 for j, n in result.expected.items() if counts[j] < n)
-            if (left == 0 and len(forged) == len(fine) and emu.fleet.running() == 0 and emu.topics.idle()
-                    and (not config.outage_at or len(outage) == 2)):
+            complete = (left == 0 and len(forged) == len(fine) and emu.fleet.running() == 0
+                        and (not config.outage_at or len(outage) == 2))
+            complete_since = (complete_since or time.time()) if complete else None
+            # Done when the topic has nothing left to deliver, or 10 s after every retry due was
+            # applied (redeliveries of pushes a draining instance held past the topic's timeout can
+            # trickle on; the settle below still catches a late second retry).
+            if complete_since and (emu.topics.idle() or time.time() - complete_since > 10):
                 result.finished = True
                 break
             say(f"[soak] {left} jobs still due a retry; {emu.fleet.running()} running; "
