@@ -414,15 +414,22 @@ class Ledger:
 
     def record_skip(self, key: FailureKey, rule: str, reason: str) -> bool:
         """Remember a failure the policy (or a limit) left alone, so sweeps do not bring it back.
-        False if the failure was already claimed or settled."""
+        False if the failure was already settled or is claimed under a live lease. A claim whose
+        lease ended (a crashed flusher, or an unclear call the job's state shows was never
+        applied) is settled as skipped: its spend is refunded and it is pending no more."""
         fk, jk = failure_key(key), job_key(key.job)
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
             f = self._live(recs, fk)
-            if f is not None and (FailureState(f.value["state"]) != FailureState.CLAIMED
+            held = (FailureState.CLAIMED, FailureState.AMBIGUOUS)
+            if f is not None and (FailureState(f.value["state"]) not in held
                                   or float(f.value.get("lease_until") or 0) > self.clock()):
                 return [], False
             jv, jver = self._job_value(recs, key.job)
+            if f is not None:
+                counter = f.value.get("counter", "attempts")
+                jv["counters"][counter] = max(0, int(jv["counters"].get(counter, 0)) - 1)
+                jv["pending"] = [k for k in jv["pending"] if k != str(key)]
             self._note(jv, key, action="SKIP", rule=rule, reason=reason, outcome="skipped")
             fv = {"state": FailureState.SKIPPED, "rule": rule, "reason": reason,
                   "settled_at": self.clock()}

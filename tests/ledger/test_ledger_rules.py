@@ -159,6 +159,25 @@ def test_skipped_failure_is_never_claimed(store: Store, clock: FakeClock) -> Non
     assert job["decisions"][-1]["reason"] == "exit 137"
 
 
+def test_skip_over_an_expired_held_claim_settles_it_and_refunds_its_spend(
+        store: Store, clock: FakeClock) -> None:
+    """A policy that now says SKIP for a failure whose unclear call never reached the job (or
+    whose flusher died): the failure is skipped for good, not left pending for ever."""
+    for hold in ("ambiguous", "crashed"):
+        key = FailureKey("ap-guangzhou", "job-abcd1234", f"2026-11-24T10:00:0{len(hold) % 10}Z")
+        ledger = Ledger(store, clock=clock)
+        ledger.claim(key, retry(), 30)
+        if hold == "ambiguous":
+            ledger.mark_ambiguous(key, clock.now + 60, "timeout")
+        assert not ledger.record_skip(key, "no-more", "policy changed")  # its lease is live
+        clock.advance(61)
+        assert ledger.record_skip(key, "no-more", "policy changed")
+        assert ledger.pending(JOB) == []
+        assert ledger.state(key) == (FailureState.SKIPPED, 0.0)
+        assert ledger.history(JOB).spent() == 0
+        assert ledger.claim(key, retry(), 30) == ClaimOutcome.DUPLICATE
+
+
 def test_fleet_budget_caps_retries_per_window(store: Store, clock: FakeClock) -> None:
     ledger = Ledger(store, clock=clock)
     fleet = FleetBudget(max_retries=2, window_s=60)
