@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from handler.ledger.store import Record, StoreUnavailable, Write
 
@@ -25,6 +25,18 @@ CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_
 """
 
 
+def _until_unlocked(step: Callable[[], object], patience_s: float = 10.0) -> None:
+    end = time.monotonic() + patience_s
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore:
     def __init__(self, path: str) -> None:
         self.name = f"sqlite:///{path}"
@@ -34,7 +46,7 @@ class SqliteStore:
         parent = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(parent, exist_ok=True)
-            self._conn().executescript(_SCHEMA)
+            _until_unlocked(lambda: self._conn().executescript(_SCHEMA))
         except (OSError, sqlite3.Error) as e:
             raise StoreUnavailable(f"{self.name}: {e}") from None
 
@@ -43,7 +55,9 @@ class SqliteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL takes an exclusive lock that SQLite's busy handler does
+            # not wait for: processes opening the file together get "database is locked" at once.
+            _until_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
