@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.local import free_port, wait_port  # noqa: E402
 from emulator import Emulator, Outcome  # noqa: E402
 
 SECRET_ID, SECRET_KEY = "AKIDBURSTBENCH", "burst-bench-secret"
@@ -68,23 +68,6 @@ class Result:
         if self.elapsed_s is not None:
             return self.elapsed_s
         return self.ran_s * self.jobs / max(self.retried, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(port: int, timeout: float = 30.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on port {port}")
 
 
 def new_emulator(args: argparse.Namespace) -> Emulator:
@@ -164,7 +147,7 @@ def run_ours(args: argparse.Namespace) -> Result:
     sweeper_stop = threading.Event()
     try:
         for p in ports:
-            wait_http(p)
+            wait_port(p)
         emu.subscribe(TOPIC, [f"http://127.0.0.1:{p}/events" for p in ports], duplicates=args.duplicates,
                       concurrent_duplicates=True, timeout_s=90.0)
         result = Result("batch-autoretry", args.jobs, floor(args))

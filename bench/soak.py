@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.local import free_port, wait_port  # noqa: E402
 from emulator import Emulator, Faults, Outcome  # noqa: E402
 from emulator.faults import KINDS  # noqa: E402
 
@@ -157,23 +157,6 @@ class SoakResult:
                 lines.append(f"  {name}: {shown}{' ...' if len(jobs) > 10 else ''}")
         lines.append("PASS" if self.ok else f"FAIL (ledger and logs in {self.workdir})")
         return "\n".join(lines)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
 
 
 class RedisServer:

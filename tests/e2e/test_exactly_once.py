@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import threading
@@ -14,23 +13,11 @@ import pytest
 
 from emulator import Emulator, Outcome
 from handler import app
-from handler.commands.serve import apigw_event
 from handler.jobs import JobRef
 from handler.observe import Observer
 from handler.retrier import Deadline
 
-
-def failure_notice(emu: Emulator, job_id: str) -> dict[str, Any]:
-    snap = emu.job(job_id)
-    inner = {"Events": [{"EventVersion": "1.0", "EventTime": snap["end_time"], "Region": "ap-guangzhou",
-                         "EventName": "JOB_FAILED",
-                         "Batch": {"JobId": job_id, "JobState": "FAILED", "EndTime": snap["end_time"]},
-                         "EventVars": []}]}
-    envelope = {"TopicOwner": 1250000000, "topicName": "batch-events", "subscriptionName": "s",
-                "msgId": f"msg-{job_id}", "msgBody": json.dumps(inner), "publishTime": 1}
-    return apigw_event("POST", "/events", {"Content-Type": "text/plain",
-                                           "x-cmq-message-id": f"msg-{job_id}"},
-                       json.dumps(envelope).encode())
+from ..pushes import failure_push
 
 
 def drain() -> None:
@@ -46,7 +33,7 @@ def wait_state(emu: Emulator, job_id: str, state: str, timeout: float = 10) -> N
 
 def test_same_notice_five_times_concurrently_from_threads_retries_once(wired: Emulator) -> None:
     job = wired.add_failed_job(name="spot", script=[Outcome.succeed()], publish=False)
-    event = failure_notice(wired, job)
+    event = failure_push(wired, job)
     answers: list[int] = []
     barrier = threading.Barrier(5)
 
@@ -75,7 +62,7 @@ def _deliver_in_process(env: dict[str, str], event: dict[str, Any], start_at: fl
 
 def test_same_notice_five_times_concurrently_from_processes_retries_once(wired: Emulator) -> None:
     job = wired.add_failed_job(name="spot", script=[Outcome.succeed()], publish=False)
-    event = failure_notice(wired, job)
+    event = failure_push(wired, job)
     env = {k: v for k, v in os.environ.items() if k.startswith(("AUTORETRY_", "TENCENTCLOUD_"))}
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
@@ -95,7 +82,7 @@ def test_job_failing_again_is_retried_three_times_then_left_alone(wired: Emulato
     bug = Outcome.fail(reason="exit 1", exit_code=1)
     job = wired.add_failed_job(name="bug", script=[bug] * 10, publish=False)
     for _ in range(5):
-        app.main_handler(failure_notice(wired, job), {"time_limit_in_ms": 15000})
+        app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 15000})
         drain()
         if wired.job(job)["state"] != "FAILED":
             wait_state(wired, job, "FAILED")
@@ -111,7 +98,7 @@ def test_job_not_failed_when_verified_is_never_retried(wired: Emulator) -> None:
     job = wired.add_job(name="ok", script=[Outcome.succeed()])
     wait_state(wired, job, "SUCCEED")
     # a forged or stale notice claims it failed
-    event = failure_notice(wired, job)
+    event = failure_push(wired, job)
     assert app.main_handler(event, {"time_limit_in_ms": 15000})["statusCode"] == 200
     drain()
     assert wired.retry_counts()[job] == 0
@@ -124,7 +111,7 @@ def test_wrong_credentials_are_refused_by_signature_and_nothing_is_retried(
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-secret")
     app.reset_runtime()
     job = wired.add_failed_job(name="spot", script=[Outcome.succeed()], publish=False)
-    app.main_handler(failure_notice(wired, job), {"time_limit_in_ms": 15000})
+    app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 15000})
     assert wired.retry_counts()[job] == 0
     assert any(c["error"] == "AuthFailure.SignatureFailure" for c in wired.calls)
 

@@ -10,7 +10,6 @@ emulator (real SDK, signed requests) in this process, counting what it answered.
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import queue
 import time
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from emulator import Emulator, Outcome
-from handler.commands.serve import apigw_event
 from handler.jobs import JobRef
 from handler.ledger import ClaimOutcome, FailureState, Ledger, open_store
 
+from ..pushes import failure_push
 from .conftest import SPEEDUP, SharedStore, function_env
 from .workers import (
     REGION,
@@ -41,21 +40,6 @@ DUPLICATES = 3
 # slower as the table grows: 150 failures take ~50 s on 2 cores. 60 failures (180 notices) keep its
 # run near the others' ~20 s; the real stores take all 500.
 FAILURES = {"sqlite": 500, "redis": 500, "dynamodb": 60}
-
-
-def _notice(emu: Emulator, job: str) -> dict[str, Any]:
-    """The push TDMQ-CMQ makes for this job's failure, as SCF's API Gateway trigger hands it over.
-    Every duplicate of a message carries the same message id, as the topic's do."""
-    snap = emu.job(job)
-    inner = {"Events": [{"EventVersion": "1.0", "EventTime": snap["end_time"], "Region": REGION,
-                         "EventName": "JOB_FAILED",
-                         "Batch": {"JobId": job, "JobState": "FAILED", "EndTime": snap["end_time"]},
-                         "EventVars": []}]}
-    envelope = {"TopicOwner": 1250000000, "topicName": "batch-events", "subscriptionName": "s",
-                "msgId": f"msg-{job}", "msgBody": json.dumps(inner), "publishTime": 1}
-    return apigw_event("POST", "/events", {"Content-Type": "text/plain",
-                                           "x-cmq-message-id": f"msg-{job}"},
-                       json.dumps(envelope).encode())
 
 
 def _streams(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -112,7 +96,7 @@ def test_three_concurrent_copies_of_each_notice_across_instances_make_one_retry_
     n = FAILURES[shared_store.backend]
     jobs = [emulator.add_failed_job(name=f"j{i}", script=[Outcome.succeed()]) for i in range(n)]
     started = time.monotonic()
-    result = _run_fleet(function_env(shared_store, emulator), [_notice(emulator, j) for j in jobs],
+    result = _run_fleet(function_env(shared_store, emulator), [failure_push(emulator, j) for j in jobs],
                         tmp_path)
     took = time.monotonic() - started
 

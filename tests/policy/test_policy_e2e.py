@@ -3,10 +3,7 @@ whose runs fail with scripted reasons and exit codes."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from textwrap import dedent
 from typing import Any
 
@@ -16,42 +13,28 @@ emulator = pytest.importorskip("emulator")
 Emulator, Outcome = emulator.Emulator, emulator.Outcome
 
 from handler import app  # noqa: E402
-from handler.commands.serve import apigw_event  # noqa: E402
 from handler.ledger.ledger import Ledger  # noqa: E402
 
-SECRET_ID, SECRET_KEY = "AKIDPOLICYE2E", "policy-e2e-secret"
+from ..pushes import failure_push  # noqa: E402
+
 SPOT = "CVM_SPOT_RECLAIMED: the spot instance was reclaimed"
 
 
 @pytest.fixture
-def emu() -> Iterator[Any]:
-    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, speedup=20.0) as e:
-        yield e
-
-
-@pytest.fixture
-def with_policy(emu: Any, function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def with_policy(wired: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Returns `use(policy_yaml)`: the function pointed at the emulator, running that policy."""
-    monkeypatch.setenv("AUTORETRY_BATCH_ENDPOINT", emu.endpoint)
-    monkeypatch.setenv("AUTORETRY_BATCH_PROTOCOL", "http")
-    monkeypatch.setenv("AUTORETRY_API_SPEEDUP", "20")
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
 
     def use(policy: str) -> Any:
         monkeypatch.setenv("AUTORETRY_POLICY", "version: 1\n" + dedent(policy).strip() + "\n")
         app.reset_runtime()
-        return emu
+        return wired
 
     return use
 
 
 def deliver(emu: Any, job_id: str) -> int:
     """Push the job's current failure notice to the function, as the topic subscription would."""
-    body = json.dumps({"TopicOwner": 1250000000, "topicName": "batch-events", "subscriptionName": "s",
-                       "msgId": f"msg-{job_id}-{time.time()}", "msgBody": json.dumps(emu.notice(job_id)),
-                       "publishTime": 1})
-    event = apigw_event("POST", "/events", {"Content-Type": "text/plain"}, body.encode())
+    event = failure_push(emu, job_id, msg_id=f"msg-{job_id}-{time.time()}")
     status: int = app.main_handler(event, {"time_limit_in_ms": 15000})["statusCode"]
     return status
 
