@@ -63,7 +63,8 @@ def build_runtime(config: Config) -> Runtime:
     speedup = max(config.api_speedup, 1.0)
     timeout_s = max(1.0, 5.0 / speedup)
     rates = {a: r * config.api_speedup for a, r in RATE_LIMITS.items()}
-    settings = Settings(dry_run=config.dry_run, rates=rates, regions=config.regions,
+    settings = Settings(dry_run=config.dry_run, rates=rates, window_s=1.0 / config.api_speedup,
+                        regions=config.regions,
                         lease_s=max(3 * timeout_s + 2, 60.0 / speedup),
                         recheck_s=30.0 / speedup, backoff_base_s=1.0 / speedup,
                         backoff_cap_s=60.0 / speedup)

@@ -66,6 +66,7 @@ class Settings:
     rates: dict[str, float] = field(default_factory=lambda: dict(RATE_LIMITS))
     regions: tuple[str, ...] = ("ap-guangzhou",)
     max_token_wait_s: float = 5.0
+    window_s: float = 1.0  # the API counts `rate * window_s` calls per window of this length
 
 
 @dataclass
@@ -120,20 +121,26 @@ class Retrier:
 
     # ---- tokens --------------------------------------------------------------------------------
 
-    def _token(self, action: str, deadline: Deadline, wait: bool) -> bool:
-        """Take a token of the account-wide bucket for `action`; wait for one only if asked."""
+    def _token(self, action: str, deadline: Deadline, wait: bool) -> float | None:
+        """Take a turn of the account-wide limit for `action`; wait for one only if asked. Returns
+        the grant's slot, to hand to `_done` once the call has its answer; None if not granted."""
         rate = self.settings.rates[action]
         waited = 0.0
         while True:
-            pause = self.ledger.take_token(action, rate)
-            if pause <= 0:
-                return True
+            token = self.ledger.take_token(action, rate, self.settings.window_s,
+                                           call_s=2 * self.gateway.timeout_s)
+            if token.slot is not None:
+                return token.slot
+            pause = token.wait_s
             if not wait or waited + pause > self.settings.max_token_wait_s:
-                return False
+                return None
             if deadline.remaining() - pause < self.gateway.timeout_s:
                 raise OutOfTime(action)
             self.sleep(pause)
             waited += pause
+
+    def _done(self, action: str, slot: float) -> None:
+        self.ledger.call_done(action, slot)
 
     # ---- flush ---------------------------------------------------------------------------------
 
@@ -185,7 +192,8 @@ class Retrier:
             report.stopped = "idle"
             return report
         try:
-            if not self._token("DescribeJobs", deadline, wait):
+            slot = self._token("DescribeJobs", deadline, wait)
+            if slot is None:
                 report.stopped = "busy"
                 return report
         except OutOfTime:
@@ -194,6 +202,7 @@ class Retrier:
         entries = self.ledger.take(MAX_IDS_PER_CALL, self.settings.lease_s)
         report.taken = len(entries)
         if not entries:
+            self._done("DescribeJobs", slot)
             report.stopped = "idle"
             return report
         by_region: dict[str, list[QueueEntry]] = defaultdict(list)
@@ -202,10 +211,13 @@ class Retrier:
         first = True
         for region, group in by_region.items():
             try:
-                if not first and not self._token("DescribeJobs", deadline, True):
-                    raise OutOfTime("DescribeJobs")
+                if not first:
+                    next_slot = self._token("DescribeJobs", deadline, True)
+                    if next_slot is None:
+                        raise OutOfTime("DescribeJobs")
+                    slot = next_slot
                 first = False
-                self._flush_region(region, group, deadline, report)
+                self._flush_region(region, group, deadline, report, slot)
             except OutOfTime:
                 for e in group:
                     self.ledger.defer(e, self.clock())
@@ -213,10 +225,13 @@ class Retrier:
         return report
 
     def _flush_region(self, region: str, entries: list[QueueEntry], deadline: Deadline,
-                      report: FlushReport) -> None:
+                      report: FlushReport, slot: float) -> None:
         try:
             report.api_calls += 1
-            views = self.gateway.describe_jobs(region, [e.job.job_id for e in entries])
+            try:
+                views = self.gateway.describe_jobs(region, [e.job.job_id for e in entries])
+            finally:
+                self._done("DescribeJobs", slot)
         except ApiError as e:
             if e.code.startswith(MALFORMED_ID):
                 self._isolate_malformed(region, entries, deadline, report, e)
@@ -256,9 +271,10 @@ class Retrier:
             return
         mid = len(entries) // 2
         for half in (entries[:mid], entries[mid:]):
-            if not self._token("DescribeJobs", deadline, True):
+            slot = self._token("DescribeJobs", deadline, True)
+            if slot is None:
                 raise OutOfTime("DescribeJobs")
-            self._flush_region(region, half, deadline, report)
+            self._flush_region(region, half, deadline, report, slot)
 
     def _consider(self, entry: QueueEntry, view: JobView | None, deadline: Deadline
                   ) -> _Candidate | None:
@@ -340,12 +356,23 @@ class Retrier:
     def _details(self, job: JobRef, deadline: Deadline) -> JobDetail:
         # DescribeJob, then DescribeTask per failed task; each through the shared buckets. One
         # DescribeTask token covers the usual single failed task; more are paced by the API.
-        if not self._token("DescribeJob", deadline, True) or not self._token(
-            "DescribeTask", deadline, True
-        ):
+        job_slot = self._token("DescribeJob", deadline, True)
+        if job_slot is None:
+            raise OutOfTime("details")
+        try:
+            task_slot = self._token("DescribeTask", deadline, True)
+        except OutOfTime:
+            self._done("DescribeJob", job_slot)
+            raise
+        if task_slot is None:
+            self._done("DescribeJob", job_slot)
             raise OutOfTime("details")
         self.observer.count("api.details")
-        return self.gateway.describe_job(job.region, job.job_id)
+        try:
+            return self.gateway.describe_job(job.region, job.job_id)
+        finally:
+            self._done("DescribeJob", job_slot)
+            self._done("DescribeTask", task_slot)
 
     def _retry(self, region: str, candidates: list[_Candidate], deadline: Deadline,
                report: FlushReport) -> None:
@@ -359,27 +386,31 @@ class Retrier:
     def _retry_batch(self, region: str, batch: list[_Candidate], deadline: Deadline,
                      report: FlushReport) -> None:
         try:
-            got = self._token("RetryJobs", deadline, True)
+            slot = self._token("RetryJobs", deadline, True)
         except OutOfTime:
-            got = False
+            slot = None
         now = self.clock()
         # A claim is ours only while its lease lasts; never call with less than a timeout left.
         safe = [c for c in batch
                 if c.claimed_at + self.settings.lease_s > now + self.gateway.timeout_s + 1]
-        if not got or len(safe) < len(batch):
-            for c in batch if not got else [c for c in batch if c not in safe]:
+        if slot is None or len(safe) < len(batch):
+            for c in batch if slot is None else [c for c in batch if c not in safe]:
                 self.ledger.release(c.key, "released: no RetryJobs token in time")
                 self.ledger.defer(c.entry, self.clock())
-            if not got:
+            if slot is None:
                 report.stopped = "time"
                 return
             batch = safe
             if not batch:
+                self._done("RetryJobs", slot)
                 return
         ids = [c.key.job_id for c in batch]
         try:
             report.api_calls += 1
-            request_id = self.gateway.retry_jobs(region, ids)
+            try:
+                request_id = self.gateway.retry_jobs(region, ids)
+            finally:
+                self._done("RetryJobs", slot)
         except ApiError as e:
             self._retry_failed(batch, e)
             return
@@ -452,10 +483,14 @@ class Retrier:
                     offset = max(0, offset - len(drained.retried))
                     if drained.stopped == "time":
                         return found
-                if not self._token("DescribeJobs", deadline, True):
+                slot = self._token("DescribeJobs", deadline, True)
+                if slot is None:
                     return found
                 try:
-                    views, total = self.gateway.list_jobs(region, "FAILED", offset)
+                    try:
+                        views, total = self.gateway.list_jobs(region, "FAILED", offset)
+                    finally:
+                        self._done("DescribeJobs", slot)
                 except ApiError as e:
                     self.observer.warning("sweep listing failed", region=region, code=e.code)
                     return found

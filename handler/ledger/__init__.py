@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from handler.ledger.ledger import ClaimOutcome, FailureState, Ledger, QueueEntry
+from handler.ledger.ledger import ClaimOutcome, FailureState, Ledger, QueueEntry, Token
 from handler.ledger.store import Record, Store, StoreUnavailable, Write
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Record",
     "Store",
     "StoreUnavailable",
+    "Token",
     "Write",
     "describe_store",
     "open_store",

@@ -112,20 +112,17 @@ def test_three_concurrent_copies_of_each_notice_across_instances_make_one_retry_
     retry_calls = emulator.count("RetryJobs")
     assert retry_calls < n, f"{retry_calls} RetryJobs calls for {n} failures"
 
-    # The shared buckets never granted two tokens of one action closer than 1/rate, across every
-    # instance. That bounds what is sent, not when it arrives: a token is granted before the store
-    # round trips of `take` and before the HTTP request, and the API's window has no slack for
-    # that latency varying (GIL, SQLite's busy waits). So the API may still throttle a call now and
-    # then; a throttled call applied nothing, its jobs were released and retried later, which the
-    # exact counts above prove. Any other error would be a failure.
+    # The shared buckets never granted two turns of one action closer than 1/rate, across every
+    # instance; and since a turn also waits for the call a window back to have its answer, the
+    # API, which counts arrivals, never saw a call over its limit: no RequestLimitExceeded at all.
     interval = 1.0 / (2.0 * SPEEDUP)  # RetryJobs and DescribeJobs: 2 requests/s each, time-scaled
     for action in ("DescribeJobs", "RetryJobs"):
         grants = result.grants.get(action, [])
         assert len(grants) >= 2, action
         assert _min_gap(grants) >= interval - 1e-6, f"{action} granted {_min_gap(grants):.6f}s apart"
         assert len(grants) >= emulator.count(action)  # every call went through a grant
-    assert {c["error"] for c in emulator.calls} <= {None, "RequestLimitExceeded"}
-    throttled = {a: emulator.count(a, error="RequestLimitExceeded") for a in ("DescribeJobs", "RetryJobs")}
+    errors = Counter(f"{c['action']}: {c['error']}" for c in emulator.calls if c["error"])
+    assert errors == Counter(), errors
 
     ledger = Ledger(open_store(shared_store.url))
     failures = Counter((k.job_id, v["state"]) for k, v in ledger.failures())
@@ -136,7 +133,7 @@ def test_three_concurrent_copies_of_each_notice_across_instances_make_one_retry_
     ledger.store.close()
     print(f"\n{shared_store.backend}: {n} failures x {DUPLICATES} notices, {PROCESSES}x{THREADS} "
           f"invocations at once: {took:.1f}s, {retry_calls} RetryJobs calls, "
-          f"{emulator.count('DescribeJobs')} DescribeJobs, throttled {throttled}, "
+          f"{emulator.count('DescribeJobs')} DescribeJobs, "
           f"slowest answer {result.slowest_s:.2f}s")
 
 

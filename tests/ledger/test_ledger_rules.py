@@ -193,12 +193,39 @@ def test_fleet_budget_caps_retries_per_window(store: Store, clock: FakeClock) ->
 
 def test_token_bucket_spaces_calls_across_instances(store: Store, clock: FakeClock) -> None:
     a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
-    assert a.take_token("RetryJobs", 2.0) == 0.0
+    first = a.take_token("RetryJobs", 2.0)
+    assert first.slot == clock.now
     wait = b.take_token("RetryJobs", 2.0)
-    assert 0.49 < wait <= 0.5
+    assert wait.slot is None and 0.49 < wait.wait_s <= 0.5
     clock.advance(0.5)
-    assert b.take_token("RetryJobs", 2.0) == 0.0
-    assert a.take_token("DescribeJobs", 2.0) == 0.0  # buckets are per action
+    assert b.take_token("RetryJobs", 2.0).slot is not None
+    assert a.take_token("DescribeJobs", 2.0).slot is not None  # buckets are per action
+
+
+def test_a_turn_waits_for_the_call_a_window_back_to_finish(store: Store, clock: FakeClock) -> None:
+    """2 calls per second, counted on arrival: the third turn comes a full second after the first
+    call's answer, however early its grant was; a call never reported done frees its place once
+    it could no longer arrive."""
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    one = a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
+    clock.advance(0.5)
+    two = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
+    assert one is not None and two is not None
+    clock.advance(0.5)  # the first call is still waiting for its answer
+    held = a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
+    assert held.slot is None and 0 < held.wait_s <= 0.05
+    clock.advance(0.2)
+    a.call_done("RetryJobs", one)  # answered 1.2 s after its grant
+    wait = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
+    assert wait.slot is None and abs(wait.wait_s - 1.0) < 1e-6
+    clock.advance(1.0)
+    three = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
+    assert three is not None
+    # `two` never reports done (its caller died): its place frees call_s + window after its grant
+    clock.advance(0.5)
+    assert a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot is None
+    clock.now = two + 5.0 + 1.0
+    assert a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot is not None
 
 
 def test_only_one_drainer_at_a_time_until_released_or_expired(store: Store, clock: FakeClock) -> None:

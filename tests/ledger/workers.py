@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handler.jobs import FailureKey
-from handler.ledger import ClaimOutcome, Ledger, open_store
+from handler.ledger import ClaimOutcome, Ledger, Token, open_store
 from handler.policy import Action, RetryDecision
 
 REGION = "ap-guangzhou"
@@ -48,32 +48,16 @@ def _become_instance(env: dict[str, str], log_path: str) -> None:
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
-class GrantClock:
-    """time.time for the ledger, remembering per thread the last reading: right after a granted
-    take_token, that is the instant the ledger granted the token at (the `now` it wrote)."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def __call__(self) -> float:
-        self._local.last = time.time()
-        return float(self._local.last)
-
-    def last(self) -> float:
-        return float(self._local.last)
-
-
 def _record_grants(ledger: Ledger, grants: dict[str, list[float]], lock: threading.Lock) -> None:
-    clock = GrantClock()
-    ledger.clock = clock
     take_token = ledger.take_token
 
-    def observed(action: str, rate_per_s: float) -> float:
-        pause = take_token(action, rate_per_s)
-        if pause <= 0:
+    def observed(action: str, rate_per_s: float, window_s: float = 1.0, call_s: float = 10.0
+                 ) -> Token:
+        token = take_token(action, rate_per_s, window_s, call_s)
+        if token.slot is not None:
             with lock:
-                grants.setdefault(action, []).append(clock.last())
-        return pause
+                grants.setdefault(action, []).append(token.slot)
+        return token
 
     ledger.take_token = observed  # type: ignore[method-assign]
 
