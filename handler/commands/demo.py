@@ -97,9 +97,10 @@ def main(argv: list[str]) -> int:
                 next_sweep = time.time() + 3.0
             if _settled(emu, runtime(), jobs):
                 break
+        # Stop pushes still on their way (duplicates) before the table, so no log line follows it.
+        server.shutdown()
+        emu.stop()
     _table(emu, runtime(), jobs)
-    server.shutdown()
-    emu.stop()
     print("\nledger: python -m handler ledger list   (with AUTORETRY_STORE=sqlite:///var/demo.db)")
     return 0
 
