@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import io
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,19 +90,22 @@ def main(argv: list[str]) -> int:
     quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext()
     end = time.time() + args.seconds
     next_sweep = time.time() + 3.0
+    settled = False
     with quiet:
-        while time.time() < end:
+        while time.time() < end and not settled:
             time.sleep(0.25)
             if time.time() >= next_sweep:  # the timer trigger
                 runtime().retrier(Observer()).sweep(Deadline.after(20))
                 next_sweep = time.time() + 3.0
-            if _settled(emu, runtime(), jobs):
-                break
+            settled = _settled(emu, runtime(), jobs)
         # Stop pushes still on their way (duplicates) before the table, so no log line follows it.
         server.shutdown()
         emu.stop()
     _table(emu, runtime(), jobs)
     print("\nledger: python -m handler ledger list   (with AUTORETRY_STORE=sqlite:///var/demo.db)")
+    if not settled:
+        print(f"\nnot every job was settled after {args.seconds:g} s", file=sys.stderr)
+        return 1
     return 0
 
 
