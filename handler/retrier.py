@@ -88,6 +88,7 @@ class _Candidate:
     key: FailureKey
     decision: RetryDecision
     claimed_at: float
+    taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
 
 
 def _epoch(iso: str) -> float:
@@ -342,7 +343,8 @@ class Retrier:
             return None
         outcome = self.ledger.claim(current, decision, self.settings.lease_s)
         if outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
-            return _Candidate(entry, current, decision, now)
+            return _Candidate(entry, current, decision, now,
+                              taken_over=outcome == ClaimOutcome.TAKEN_OVER)
         self.ledger.finish(entry)
         if outcome == ClaimOutcome.DUPLICATE:
             self.observer.decision(**base, outcome="duplicate")
@@ -376,12 +378,47 @@ class Retrier:
 
     def _retry(self, region: str, candidates: list[_Candidate], deadline: Deadline,
                report: FlushReport) -> None:
+        if any(c.taken_over for c in candidates):
+            candidates = self._reread_taken_over(region, candidates, deadline, report)
         # Jobs the service rejected before go alone, so one bad job cannot block the others.
         batches: list[list[_Candidate]] = [[c for c in candidates if c.entry.rejections == 0]]
         batches += [[c] for c in candidates if c.entry.rejections > 0]
         for batch in batches:
             if batch:
                 self._retry_batch(region, batch, deadline, report)
+
+    def _reread_taken_over(self, region: str, candidates: list[_Candidate], deadline: Deadline,
+                           report: FlushReport) -> list[_Candidate]:
+        """Our view of a job whose claim we took over may predate the earlier holder's call (it
+        called, then was too slow to record before its lease ran out). Read those jobs again: a
+        job that left the failure was retried by that call, and must not be called again."""
+        over = [c for c in candidates if c.taken_over]
+        slot = self._token("DescribeJobs", deadline, True)
+        try:
+            if slot is None:
+                raise OutOfTime("DescribeJobs")
+            report.api_calls += 1
+            try:
+                views = self.gateway.describe_jobs(region, [c.key.job_id for c in over])
+            finally:
+                self._done("DescribeJobs", slot)
+        except (OutOfTime, ApiError):
+            for c in over:  # our claim holds them until its lease ends; whoever is next re-reads
+                self.ledger.defer(c.entry, c.claimed_at + self.settings.lease_s)
+            return [c for c in candidates if not c.taken_over]
+        keep = [c for c in candidates if not c.taken_over]
+        for c in over:
+            view = views.get(c.key.job_id)
+            if view is not None and view.failure_key(region) == c.key:
+                keep.append(c)
+                continue
+            self.ledger.confirm_retried(c.key)
+            self.ledger.finish(c.entry)
+            self.observer.decision(job=c.key.job_id, region=region, failure_key=str(c.key),
+                                   event=c.entry.event_name, action="RETRY", rule="verify",
+                                   reason="job left the failure after an earlier holder's call",
+                                   outcome="confirmed")
+        return keep
 
     def _retry_batch(self, region: str, batch: list[_Candidate], deadline: Deadline,
                      report: FlushReport) -> None:

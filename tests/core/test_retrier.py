@@ -12,7 +12,7 @@ from handler.jobs import FailureKey, JobRef
 from handler.ledger import FailureState, Ledger
 from handler.ledger.sqlite import SqliteStore
 from handler.observe import Observer
-from handler.policy import DefaultPolicy
+from handler.policy import Action, DefaultPolicy, RetryDecision
 from handler.retrier import Deadline, Retrier, Settings
 
 from .fakes import Clock, FakeGateway
@@ -113,6 +113,38 @@ def test_ambiguous_call_is_resolved_by_rereading_never_doubled(tmp_path: Path, c
     assert gw.count("job-00000001") == 1
     assert r.ledger.history(key.job).spent() == 1
     assert r.ledger.state(key) == (FailureState.RETRIED, 0.0)
+
+
+def test_a_claim_taken_over_from_a_slow_holder_whose_call_applied_is_not_called_again(
+        tmp_path: Path, clock: Clock) -> None:
+    """Holder A claims and calls, then is too slow to record before its lease ends. B's view of
+    the job was read before A's call landed; B takes the claim over, reads the job again, sees it
+    left the failure and confirms A's retry: no second call, the budget spent once."""
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    b = make(tmp_path, clock, gw)
+    key = FailureKey(REGION, "job-00000001", gw.jobs["job-00000001"]["EndTime"])
+    a = Ledger(b.ledger.store, clock=clock, owner="slow-holder")
+    b.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    real = gw.describe_jobs
+    reads: list[str] = []
+
+    def stale_first(region: str, ids: list[str]):  # type: ignore[no-untyped-def]
+        views = real(region, ids)
+        if not reads:  # B's batch read happens, then A's claim expires and its call lands
+            a.claim(key, RetryDecision(Action.RETRY, "default", "retry 1 of 3", cap=3), 5.0)
+            clock.now += 10  # A's lease has ended; A has not recorded
+            gw.retry_jobs(region, ["job-00000001"])  # ...but its call was applied
+        reads.append(",".join(ids))
+        return views
+
+    gw.describe_jobs = stale_first  # type: ignore[method-assign]
+    b.drain(deadline(clock))
+    assert gw.retried == [["job-00000001"]]  # only A's call
+    assert reads == ["job-00000001", "job-00000001"]  # B read the job again after the takeover
+    assert b.ledger.state(key) == (FailureState.RETRIED, 0.0)
+    assert b.ledger.history(key.job).spent() == 1
+    assert b.ledger.pending(key.job) == []
 
 
 def test_batch_rejected_for_one_job_retries_the_others(tmp_path: Path, clock: Clock) -> None:
