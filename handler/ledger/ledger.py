@@ -120,6 +120,10 @@ def failure_key(key: FailureKey) -> str:
     return f"f/{key}"
 
 
+def token_key(action: str) -> str:
+    return f"t/{action}"
+
+
 class Ledger:
     def __init__(
         self,
@@ -387,8 +391,7 @@ class Ledger:
                 return [], None
             jv, jver = self._job_value(recs, key.job)
             if refund:
-                counter = f.value.get("counter", "attempts")
-                jv["counters"][counter] = max(0, int(jv["counters"].get(counter, 0)) - 1)
+                _refund(jv, f)
             if state != FailureState.AMBIGUOUS:
                 jv["pending"] = [k for k in jv["pending"] if k != str(key)]
             for d in jv["decisions"]:
@@ -436,8 +439,7 @@ class Ledger:
                 return [], False
             jv, jver = self._job_value(recs, key.job)
             if f is not None:
-                counter = f.value.get("counter", "attempts")
-                jv["counters"][counter] = max(0, int(jv["counters"].get(counter, 0)) - 1)
+                _refund(jv, f)
                 jv["pending"] = [k for k in jv["pending"] if k != str(key)]
             self._note(jv, key, action="SKIP", rule=rule, reason=reason, outcome="skipped")
             fv = {"state": FailureState.SKIPPED, "rule": rule, "reason": reason,
@@ -489,13 +491,13 @@ class Ledger:
 
     def take_token(self, action: str, rate_per_s: float, window_s: float = 1.0,
                    call_s: float = 10.0) -> Token:
-        """Take a turn to call `action`, shared by every instance. The API allows `rate_per_s *$
+        """Take a turn to call `action`, shared by every instance. The API allows `rate_per_s *
         window_s` calls in any window of `window_s` and counts them when they *arrive*, which is
         after the grant by however long the caller takes to send. So besides spacing grants
         1/rate apart, a grant waits until the call that many grants back has finished (an arrival
         lies before its answer) and a window has passed since; a call never reported done (its
         caller died) is taken as finished `call_s` after its grant."""
-        tk = f"t/{action}"
+        tk = token_key(action)
         interval = 1.0 / rate_per_s
         limit = max(1, round(rate_per_s * window_s))
         poll = max(0.005, window_s / 50)
@@ -525,7 +527,7 @@ class Ledger:
 
     def call_done(self, action: str, slot: float) -> None:
         """The call granted at `slot` has its answer (or failed): it can no longer arrive."""
-        tk = f"t/{action}"
+        tk = token_key(action)
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
             rec = recs.get(tk)
@@ -566,6 +568,12 @@ class Ledger:
 def _version(recs: dict[str, Record], key: str) -> int:
     rec = recs.get(key)
     return rec.version if rec else 0
+
+
+def _refund(jv: Value, claim: Record) -> None:
+    """Give back what a claim spent from its job's counter (the call was never applied)."""
+    counter = claim.value.get("counter", "attempts")
+    jv["counters"][counter] = max(0, int(jv["counters"].get(counter, 0)) - 1)
 
 
 def _fleet_key(fleet: FleetBudget, now: float) -> str:
