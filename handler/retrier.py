@@ -14,13 +14,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from handler.gateway import MAX_IDS_PER_CALL, RATE_LIMITS, ApiError, ErrorKind
 from handler.jobs import FailureKey, JobDetail, JobRef, JobView
 from handler.ledger import ClaimOutcome, FailureState, Ledger, QueueEntry
 from handler.observe import Observer
 from handler.policy import Action, Failure, Policy, RetryDecision
+
+T = TypeVar("T")
 
 
 class Gateway(Protocol):
@@ -143,6 +145,13 @@ class Retrier:
     def _done(self, action: str, slot: float) -> None:
         self.ledger.call_done(action, slot)
 
+    def _call(self, action: str, slot: float, call: Callable[..., T], *args: object) -> T:
+        """Make the call the turn at `slot` was granted for; its answer (or failure) frees the turn."""
+        try:
+            return call(*args)
+        finally:
+            self._done(action, slot)
+
     # ---- flush ---------------------------------------------------------------------------------
 
     def drain(self, deadline: Deadline, wait: bool = True, linger_s: float = 0.0) -> FlushReport:
@@ -229,10 +238,8 @@ class Retrier:
                       report: FlushReport, slot: float) -> None:
         try:
             report.api_calls += 1
-            try:
-                views = self.gateway.describe_jobs(region, [e.job.job_id for e in entries])
-            finally:
-                self._done("DescribeJobs", slot)
+            views = self._call("DescribeJobs", slot, self.gateway.describe_jobs, region,
+                               [e.job.job_id for e in entries])
         except ApiError as e:
             if e.code.startswith(MALFORMED_ID):
                 self._isolate_malformed(region, entries, deadline, report, e)
@@ -371,9 +378,9 @@ class Retrier:
             raise OutOfTime("details")
         self.observer.count("api.details")
         try:
-            return self.gateway.describe_job(job.region, job.job_id)
+            return self._call("DescribeJob", job_slot, self.gateway.describe_job, job.region,
+                              job.job_id)
         finally:
-            self._done("DescribeJob", job_slot)
             self._done("DescribeTask", task_slot)
 
     def _retry(self, region: str, candidates: list[_Candidate], deadline: Deadline,
@@ -398,10 +405,8 @@ class Retrier:
             if slot is None:
                 raise OutOfTime("DescribeJobs")
             report.api_calls += 1
-            try:
-                views = self.gateway.describe_jobs(region, [c.key.job_id for c in over])
-            finally:
-                self._done("DescribeJobs", slot)
+            views = self._call("DescribeJobs", slot, self.gateway.describe_jobs, region,
+                               [c.key.job_id for c in over])
         except (OutOfTime, ApiError):
             for c in over:  # our claim holds them until its lease ends; whoever is next re-reads
                 self.ledger.defer(c.entry, c.claimed_at + self.settings.lease_s)
@@ -444,10 +449,7 @@ class Retrier:
         ids = [c.key.job_id for c in batch]
         try:
             report.api_calls += 1
-            try:
-                request_id = self.gateway.retry_jobs(region, ids)
-            finally:
-                self._done("RetryJobs", slot)
+            request_id = self._call("RetryJobs", slot, self.gateway.retry_jobs, region, ids)
         except ApiError as e:
             self._retry_failed(batch, e)
             return
@@ -524,10 +526,8 @@ class Retrier:
                 if slot is None:
                     return found
                 try:
-                    try:
-                        views, total = self.gateway.list_jobs(region, "FAILED", offset)
-                    finally:
-                        self._done("DescribeJobs", slot)
+                    views, total = self._call("DescribeJobs", slot, self.gateway.list_jobs, region,
+                                              "FAILED", offset)
                 except ApiError as e:
                     self.observer.warning("sweep listing failed", region=region, code=e.code)
                     return found
