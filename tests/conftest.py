@@ -39,11 +39,13 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture
 def wired(emu: Emulator, function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """The function's environment pointing at the emulator, with matching credentials."""
+    """The function's environment pointing at the emulator (whichever `emu` the module uses), with
+    the emulator's credentials and time scale."""
+    secret_id, secret_key = next(iter(emu.secrets.items()))
     monkeypatch.setenv("AUTORETRY_BATCH_ENDPOINT", emu.endpoint)
     monkeypatch.setenv("AUTORETRY_BATCH_PROTOCOL", "http")
-    monkeypatch.setenv("AUTORETRY_API_SPEEDUP", "20")
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("AUTORETRY_API_SPEEDUP", f"{emu.speedup:g}")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", secret_id)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", secret_key)
     app.reset_runtime()
     return emu

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,17 +27,6 @@ def emu() -> Iterator[Emulator]:
     faults = Faults(rate=0.0, actions=("RetryJobs",))
     with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, speedup=SPEEDUP, faults=faults) as e:
         yield e
-
-
-@pytest.fixture
-def wired(emu: Emulator, function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    monkeypatch.setenv("AUTORETRY_BATCH_ENDPOINT", emu.endpoint)
-    monkeypatch.setenv("AUTORETRY_BATCH_PROTOCOL", "http")
-    monkeypatch.setenv("AUTORETRY_API_SPEEDUP", f"{SPEEDUP:g}")
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-    app.reset_runtime()
-    return emu
 
 
 def wait_failed(emu: Emulator, job: str, retries: int) -> None:
@@ -67,6 +55,16 @@ def retry_call(emu: Emulator, job: str, n: int) -> None:
     assert made(), f"no RetryJobs call #{n} for {job}"
 
 
+def stubborn_with_two_retries_spent(emu: Emulator) -> str:
+    """A job that fails every run, retried twice through the function: one attempt of 3 left."""
+    job = emu.add_failed_job("stubborn", [Outcome.fail("exit 1", 1)])
+    for n in (1, 2):
+        notify(emu, job)
+        retry_call(emu, job, n)
+        wait_failed(emu, job, n)
+    return job
+
+
 def notify(emu: Emulator, job: str) -> None:
     app.runtime().retrier(Observer(quiet=True)).enqueue(JobRef(REGION, job), "JOB_FAILED", {})
 
@@ -85,11 +83,7 @@ def test_an_unclear_answer_on_the_last_allowed_attempt_that_never_landed_is_retr
     wired: Emulator, fault: str
 ) -> None:
     wired.faults.timeout_s = 1.5
-    job = wired.add_failed_job("stubborn", [Outcome.fail("exit 1", 1)])
-    for n in (1, 2):
-        notify(wired, job)
-        retry_call(wired, job, n)
-        wait_failed(wired, job, n)
+    job = stubborn_with_two_retries_spent(wired)
     # The third and last allowed retry: the call is lost on the way in, nothing applied.
     wired.faults.kinds, wired.faults.rate = (fault,), 1.0
     notify(wired, job)
@@ -105,11 +99,7 @@ def test_an_unclear_answer_on_the_last_allowed_attempt_that_never_landed_is_retr
 
 
 def test_an_unclear_answer_on_the_last_attempt_that_did_land_is_not_repeated(wired: Emulator) -> None:
-    job = wired.add_failed_job("stubborn", [Outcome.fail("exit 1", 1)])
-    for n in (1, 2):
-        notify(wired, job)
-        retry_call(wired, job, n)
-        wait_failed(wired, job, n)
+    job = stubborn_with_two_retries_spent(wired)
     wired.faults.kinds, wired.faults.rate = ("lost_answer",), 1.0
     notify(wired, job)
     retry_call(wired, job, 3)
@@ -122,11 +112,7 @@ def test_an_unclear_answer_on_the_last_attempt_that_did_land_is_not_repeated(wir
 
 
 def test_a_flusher_that_died_holding_the_last_attempt_is_taken_over_once(wired: Emulator) -> None:
-    job = wired.add_failed_job("stubborn", [Outcome.fail("exit 1", 1)])
-    for n in (1, 2):
-        notify(wired, job)
-        retry_call(wired, job, n)
-        wait_failed(wired, job, n)
+    job = stubborn_with_two_retries_spent(wired)
     # Another instance claimed the third attempt and died before calling RetryJobs.
     rt = app.runtime()
     key = FailureKey(REGION, job, wired.job(job)["end_time"])
