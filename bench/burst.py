@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.local import free_port, wait_port  # noqa: E402
+from bench.local import free_port, function_env, wait_port  # noqa: E402
 from emulator import Emulator, Outcome  # noqa: E402
 
 SECRET_ID, SECRET_KEY = "AKIDBURSTBENCH", "burst-bench-secret"
@@ -133,13 +133,7 @@ def run_ours(args: argparse.Namespace) -> Result:
     tmp.mkdir(parents=True)
     if store == "sqlite":
         store = f"sqlite:///{tmp}/ledger.db"
-    env = {**os.environ, "AUTORETRY_STORE": store, "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
-           "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_LOCAL": "true", "AUTORETRY_REGION": REGION,
-           "AUTORETRY_API_SPEEDUP": str(args.speedup), "TENCENTCLOUD_SECRET_ID": SECRET_ID,
-           "TENCENTCLOUD_SECRET_KEY": SECRET_KEY, "PYTHONPATH": str(ROOT)}
-    for name in ("AUTORETRY_POLICY", "AUTORETRY_DRY_RUN", "AUTORETRY_AUTH_TOKEN", "TENCENTCLOUD_SECRETID",
-                 "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN"):
-        env.pop(name, None)
+    env = function_env(store, emu)
     ports = [free_port() for _ in range(args.processes)]
     log = open(tmp / "function.log", "wb")  # noqa: SIM115 - closed below
     procs = [subprocess.Popen([sys.executable, "-m", "handler", "serve", "--port", str(p)], env=env,

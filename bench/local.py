@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -22,3 +27,16 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on port {port}")
+
+
+def function_env(store: str, emu: Any) -> dict[str, str]:
+    """The environment of a local function process (`python -m handler serve`, a sweep) on `store`,
+    pointed at the emulator with its credentials and time scale; nothing inherited from ours."""
+    secret_id, secret_key = next(iter(emu.secrets.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTORETRY_", "TENCENTCLOUD_"))}
+    env.update({"AUTORETRY_STORE": store, "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
+                "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_LOCAL": "true",
+                "AUTORETRY_REGION": emu.region, "AUTORETRY_API_SPEEDUP": f"{emu.speedup:g}",
+                "TENCENTCLOUD_SECRET_ID": secret_id, "TENCENTCLOUD_SECRET_KEY": secret_key,
+                "PYTHONPATH": str(ROOT)})
+    return env

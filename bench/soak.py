@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import shutil
 import signal
@@ -40,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.local import free_port, wait_port  # noqa: E402
+from bench.local import free_port, function_env, wait_port  # noqa: E402
 from emulator import Emulator, Faults, Outcome  # noqa: E402
 from emulator.faults import KINDS  # noqa: E402
 
@@ -282,16 +281,6 @@ class Functions:
         self.log.close()
 
 
-def _function_env(store: str, emu: Emulator, speedup: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AUTORETRY_", "TENCENTCLOUD_"))}
-    env.update({"AUTORETRY_STORE": store, "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
-                "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_LOCAL": "true", "AUTORETRY_REGION": REGION,
-                "AUTORETRY_API_SPEEDUP": f"{speedup:g}", "TENCENTCLOUD_SECRET_ID": SECRET_ID,
-                "TENCENTCLOUD_SECRET_KEY": SECRET_KEY, "PYTHONPATH": str(ROOT)})
-    return env
-
-
 def _script(kind: str) -> list[Outcome]:
     spot = Outcome.fail("CVM_SPOT_RECLAIMED: the spot instance was reclaimed", None)
     bug = Outcome.fail("task exited with code 1", 1)
@@ -319,7 +308,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
         store = f"sqlite:///{workdir}/ledger.db"
     else:
         store = config.store
-    functions = Functions(config.processes, _function_env(store, emu, config.speedup), workdir, rng)
+    functions = Functions(config.processes, function_env(store, emu), workdir, rng)
     stop = threading.Event()
     outage: list[float] = []  # [down at, up at]
 
