@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.outcomes import SKIP_OUTCOMES
+
 SERVICE = "batch-autoretry"
 NAMESPACE = "BatchAutoretry"
 
@@ -36,10 +38,6 @@ METRICS: dict[str, str] = {
     "auth.refused": "Unauthorized",
 }
 SKIPS_BY_REASON = "SkipsByReason"
-# Outcomes that end a failure without a retry. "deferred", "held", "dry_run", "confirmed" and
-# "retried" are not skips.
-SKIP_OUTCOMES = frozenset({"skipped", "duplicate", "not_failed", "not_found", "max_attempts",
-                           "budget_exhausted", "rejected"})
 _SECRET_WORDS = ("token", "secret", "password", "signature", "authorization", "credential")
 
 
