@@ -31,9 +31,9 @@ package:  ## AWS Lambda package + CloudFormation template in .serverless/ (osls,
 	@ls -l .serverless/batch-autoretry.zip
 
 # pip-audit resolves the pinned runtime requirements in a scratch venv and looks every package up
-# in PyPI's vulnerability data. --strict: a package it could not look up (the service unreachable,
+# in the package index's vulnerability data. --strict: a package it could not look up (the service unreachable,
 # say) fails the target, instead of being skipped under "No known vulnerabilities found".
-audit: $(VENV)/.installed  ## known vulnerabilities in requirements.txt (needs pypi.org's JSON API)
+audit: $(VENV)/.installed  ## known vulnerabilities in requirements.txt (needs the index's vulnerability service)
 	$(VENV)/bin/pip-audit --requirement requirements.txt --strict --progress-spinner off
 
 clean:

@@ -15,8 +15,12 @@ Operations are the ledger's, as the function calls them (`handler.ledger.Ledger`
   claim       claim a new failure: its record and the job's counter in one commit
   record      settle a claimed failure as retried
   token       take a RetryJobs token from the shared bucket (read, conditional write)
-ops/s is 1 / mean latency for one caller; `take 100` counts one take of 100 as one operation
-(up to 50 of them, each after 100 untimed enqueues).
+  claim 100 / settle 100
+              a flush's ledger work for a batch of 100 jobs: claim each failure; then record each
+              retried and finish its queue entry. `1by1` runs one step per job, as the ledger did
+              before batching; `batch` runs the batch in one read and one commit (`Ledger.apply`)
+ops/s is 1 / mean latency for one caller; `take 100` and the per-batch rows count one batch of 100
+as one operation (up to 50 of them, each after 100 untimed enqueues).
 """
 
 from __future__ import annotations
@@ -117,6 +121,22 @@ def run(store: Store, n: int) -> dict[str, list[float]]:
         for i in range(100):  # untimed: a hundred more due entries
             ledger.enqueue(JobRef(REGION, f"job-b{r:03d}{i:04d}"))
         out["take 100"].append(timed(lambda: ledger.take(100, 600)))
+    for how in ("1by1", "batch"):
+        out[f"claim 100 {how}"], out[f"settle 100 {how}"] = [], []
+        for r in range(max(1, min(50, n // 40))):
+            mark = "o" if how == "1by1" else "s"
+            batch = [JobRef(REGION, f"job-{mark}{r:03d}{i:04d}") for i in range(100)]
+            for j in batch:  # untimed: a hundred due entries, taken as a flush takes them
+                ledger.enqueue(j)
+            entries = {e.job: e for e in ledger.take(100, 600)}
+            fkeys = [FailureKey(REGION, j.job_id, END) for j in batch]
+            claims = [ledger.claim_step(k, DECISION, 600) for k in fkeys]
+            settles = [s for k in fkeys for s in (ledger.retried_step(k),
+                                                  ledger.finish_step(entries[k.job]))]
+            apply = (lambda steps: [ledger.apply([s]) for s in steps]) if how == "1by1" \
+                else ledger.apply
+            out[f"claim 100 {how}"].append(timed(partial(apply, claims)))
+            out[f"settle 100 {how}"].append(timed(partial(apply, settles)))
     out["claim"] = [timed(partial(ledger.claim, k, DECISION, 600)) for k in keys]
     out["record"] = [timed(partial(ledger.record_retried, k)) for k in keys]
     # an unlimited bucket: every take is granted, so this times one turn (a read and a write)
@@ -135,14 +155,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--stores", default="sqlite,redis,dynamodb")
     ap.add_argument("-n", type=int, default=2000, help="operations of each kind (moto: at most 300)")
     args = ap.parse_args(argv)
-    print(f"{'store':28} {'operation':10} {'n':>6} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>8}")
+    print(f"{'store':28} {'operation':17} {'n':>6} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>8}")
     for name in args.stores.split(","):
         label, factory = STORES[name]
         n = min(args.n, 300) if name == "dynamodb" else args.n
         with factory() as store:
             results = run(store, n)
         for op, lat in results.items():
-            print(f"{label:28} {op:10} {len(lat):6d} {pct(lat, 0.5) * 1e6:9.0f} "
+            print(f"{label:28} {op:17} {len(lat):6d} {pct(lat, 0.5) * 1e6:9.0f} "
                   f"{pct(lat, 0.99) * 1e6:9.0f} {1 / statistics.fmean(lat):8.0f}")
     return 0
 

@@ -5,7 +5,7 @@ runtime (CPython 3.10, manylinux2014 x86_64), zipped reproducibly.
     python deploy/scf/build.py                  # -> build/scf/package/ and build/scf/batch-autoretry-scf.zip
     python deploy/scf/build.py --out DIR        # elsewhere
 
-Needs pip and PyPI (or pip's cache); no Tencent account. Prints the zip's size.
+Needs pip and the package index (or pip's cache); no Tencent account. Prints the zip's size.
 """
 
 from __future__ import annotations

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from handler.ledger.ledger import ClaimOutcome, FailureState, Ledger, QueueEntry, Token
+from handler.ledger.ledger import (
+    ClaimOutcome,
+    FailureState,
+    Ledger,
+    Look,
+    QueueEntry,
+    Spend,
+    Spent,
+    Step,
+    Token,
+)
 from handler.ledger.store import Record, Store, StoreUnavailable, Write
 
 __all__ = [
     "ClaimOutcome",
     "FailureState",
     "Ledger",
+    "Look",
     "QueueEntry",
     "Record",
+    "Spend",
+    "Spent",
+    "Step",
     "Store",
     "StoreUnavailable",
     "Token",

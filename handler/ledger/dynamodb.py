@@ -54,6 +54,8 @@ def _number(value: float) -> str:
 
 
 class DynamoStore:
+    max_writes = MAX_TRANSACTION_WRITES  # the ledger splits a batch of steps to fit
+
     def __init__(self, url: str, client: Any = None) -> None:
         parsed = urlparse(url)
         table = (parsed.netloc + parsed.path).strip("/")

@@ -46,6 +46,8 @@ class Write:
 class Store(Protocol):
     # A name for logs and errors, without credentials, e.g. "redis://127.0.0.1:6379/0".
     name: str
+    # A store that can commit only so many writes at once says so in `max_writes` (DynamoDB: 100);
+    # the ledger then splits a batch of steps into commits that fit.
 
     def get(self, keys: Sequence[str]) -> dict[str, Record]:
         """The records that exist among `keys` (expired ones included: the caller checks)."""

@@ -17,6 +17,7 @@ class FakeGateway:
     fail_next: list[ApiError] = field(default_factory=list)
     timeout_s: int = 1
     apply_on_error: bool = False  # with an AMBIGUOUS error: was the call applied anyway?
+    apply_some_then_refuse: bool = False  # a refused batch still retried its FAILED jobs
     detail_calls: int = 0
 
     def fail(self, job_id: str, end_time: str, state: str = "FAILED") -> None:
@@ -43,6 +44,8 @@ class FakeGateway:
             raise err
         bad = [j for j in job_ids if self.jobs.get(j, {}).get("JobState") != "FAILED"]
         if bad:
+            if self.apply_some_then_refuse:
+                self._apply([j for j in job_ids if j not in bad])
             raise ApiError("RetryJobs", ErrorKind.REJECTED, "UnsupportedOperation", f"{bad} not FAILED")
         self._apply(job_ids)
         return "req-1"

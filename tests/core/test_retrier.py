@@ -147,8 +147,10 @@ def test_a_claim_taken_over_from_a_slow_holder_whose_call_applied_is_not_called_
     assert b.ledger.pending(key.job) == []
 
 
-def test_batch_rejected_for_one_job_retries_the_others(tmp_path: Path, clock: Clock) -> None:
-    gw = FakeGateway()
+@pytest.mark.parametrize("apply_some", [False, True], ids=["refuse-all", "apply-some-then-refuse"])
+def test_batch_rejected_for_one_job_retries_the_others_once(tmp_path: Path, clock: Clock,
+                                                            apply_some: bool) -> None:
+    gw = FakeGateway(apply_some_then_refuse=apply_some)
     for i in range(3):
         gw.fail(f"job-0000000{i}", end(clock))
     r = make(tmp_path, clock, gw)
@@ -166,6 +168,10 @@ def test_batch_rejected_for_one_job_retries_the_others(tmp_path: Path, clock: Cl
     gw.describe_jobs = describe_then_change  # type: ignore[method-assign]
     r.drain(deadline(clock))
     assert sorted(j for b in gw.retried for j in b) == ["job-00000000", "job-00000002"]
+    # whether or not the refused call retried them, each counts once against its budget
+    for j in ("job-00000000", "job-00000002"):
+        assert r.ledger.history(JobRef(REGION, j)).spent() == 1
+        assert r.ledger.pending(JobRef(REGION, j)) == []
 
 
 def test_dry_run_decides_without_calling_retry_jobs(tmp_path: Path, clock: Clock) -> None:

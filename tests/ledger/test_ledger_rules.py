@@ -141,9 +141,10 @@ def test_ambiguous_claim_stays_pending_until_confirmed(store: Store, clock: Fake
     ledger.claim(KEY, retry(), 30)
     ledger.mark_ambiguous(KEY, clock.now + 60, "timeout")
     assert ledger.pending(JOB) == [KEY]
-    assert ledger.is_settled(KEY)  # leased until the re-check
+    assert ledger.state(KEY) == (FailureState.AMBIGUOUS, clock.now + 60)  # leased until the re-check
     clock.advance(61)
-    assert not ledger.is_settled(KEY)
+    state = ledger.state(KEY)
+    assert state is not None and state[1] <= clock.now  # the re-check is due
     ledger.confirm_retried(KEY)
     assert ledger.pending(JOB) == []
     assert ledger.state(KEY) == (FailureState.RETRIED, 0.0)

@@ -22,12 +22,11 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from handler.jobs import FailureKey
-from handler.ledger import ClaimOutcome, Ledger, Token, open_store
+from handler.ledger import ClaimOutcome, Ledger, Step, Token, open_store
 from handler.policy import Action, RetryDecision
 
 REGION = "ap-guangzhou"
@@ -156,36 +155,48 @@ def _crash_points(retrier: Any, plan: FlusherPlan) -> None:
     point, _, nth = (plan.crash_at or "").partition(":")
     count: Counter[str] = Counter()
 
-    def after(name: str, fn: Callable[..., Any], note: Callable[[Any, tuple[Any, ...]], str | None]
-              ) -> Callable[..., Any]:
-        def wrapped(*args: Any) -> Any:
-            out = fn(*args)
-            line = note(out, args)
-            if line:
-                _append(plan.steps_path, [line])
-                count[name] += 1
-                count["step"] += 1
-                if (point == name and (name == "call" or count[name] == int(nth))) or \
-                        (point == "step" and count["step"] == int(nth)):
-                    _append(plan.steps_path, [f"died {plan.crash_at}"])
-                    os.kill(os.getpid(), signal.SIGKILL)
-            return out
-        return wrapped
-
     ledger, gateway = retrier.ledger, retrier.gateway
+    apply = ledger.apply
 
-    def claimed(out: ClaimOutcome, args: tuple[Any, ...]) -> str | None:
-        key: FailureKey = args[0]
-        granted = out in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER)
-        return f"{out.value} {key.job_id}" if granted else None
+    def step_line(step: Step, out: Any) -> tuple[str, str | None]:
+        """The step's kind and its line, if it is one the plan counts."""
+        if step.name == "claim" and out in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
+            return "claim", f"{out.value} {step.subject.job_id}"
+        if step.name == "retried":
+            return "record", f"recorded {step.subject.job_id}"
+        if step.name == "confirmed":
+            return "confirm", f"confirmed {step.subject.job_id}"
+        return step.name, None
 
-    ledger.claim = after("claim", ledger.claim, claimed)
-    ledger.record_retried = after("record", ledger.record_retried,
-                                  lambda out, args: f"recorded {args[0].job_id}")
-    ledger.confirm_retried = after("confirm", ledger.confirm_retried,
-                                   lambda out, args: f"confirmed {args[0].job_id}")
-    gateway.retry_jobs = after("call", gateway.retry_jobs,
-                               lambda out, args: f"called {' '.join(args[1])}")
+    def applied(steps: list[Step]) -> list[Any]:
+        # The flush applies its ledger work in batches (one commit for a batch's claims, one for
+        # its records): the process dies after the batch that holds the planned step, having
+        # noted the steps before it, as a crash just after that commit would leave things.
+        results = apply(steps)
+        for step, out in zip(steps, results, strict=True):
+            name, line = step_line(step, out)
+            note(name, line)
+        return results
+
+    def note(name: str, line: str | None) -> None:
+        if not line:
+            return
+        _append(plan.steps_path, [line])
+        count[name] += 1
+        count["step"] += 1
+        if (point == name and (name == "call" or count[name] == int(nth))) or \
+                (point == "step" and count["step"] == int(nth)):
+            _append(plan.steps_path, [f"died {plan.crash_at}"])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def called(*args: Any) -> Any:
+        out = retry_jobs(*args)
+        note("call", f"called {' '.join(args[1])}")
+        return out
+
+    retry_jobs = gateway.retry_jobs
+    ledger.apply = applied
+    gateway.retry_jobs = called
 
 
 def flusher_process(plan: FlusherPlan, ready: Any, go: Any) -> None:

@@ -1,0 +1,281 @@
+"""Failures and their claims: a failure is claimed once, ever; what a claim spends is counted on its
+job, within the cap and the fleet's budget, all atomically; every decision is kept on the job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from handler.jobs import FailureKey, JobRef
+from handler.ledger.records import (
+    ATTEMPTS,
+    DECISIONS_KEPT,
+    FINAL_STATES,
+    HELD_STATES,
+    ClaimOutcome,
+    FailureState,
+    Records,
+    Spend,
+    Spent,
+    Step,
+    failure_key,
+    fleet_key,
+    job_key,
+    version_of,
+)
+from handler.ledger.store import Record, Value, Write
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the ledger knows of one job as a flush verifies it: failures claimed earlier whose
+    outcome is unknown, the state of the failure it shows now (with its lease end), and what the
+    job spent, as a decision on that failure must see it."""
+
+    pending: list[FailureKey]
+    state: tuple[FailureState, float] | None
+    spent: Spent
+
+
+class Claims(Records):
+    # ---- reading -------------------------------------------------------------------------------
+
+    def look(self, jobs: Sequence[tuple[JobRef, FailureKey | None]]) -> dict[JobRef, Look]:
+        """For each (job, the failure it shows now): pending, state and spend, in one read."""
+        keys = [job_key(j) for j, _ in jobs] + [failure_key(k) for _, k in jobs if k is not None]
+        recs = self.store.get(keys) if keys else {}
+        return {job: Look(self._pending(recs, job), self._state(recs, current) if current else None,
+                          self._spent(recs, job, current))
+                for job, current in jobs}
+
+    def history(self, job: JobRef, deciding: FailureKey | None = None) -> Spent:
+        """Retries the job spent, per counter. With `deciding`, as a decision on that failure must
+        see them: a claim on it that is still held (an unclear call, a crashed flusher) already spent
+        from its counter, and taking it over spends nothing again, so it does not count against
+        itself (else a held claim on the last allowed attempt would be skipped as over the cap)."""
+        keys = [job_key(job)] + ([failure_key(deciding)] if deciding is not None else [])
+        return self._spent(self.store.get(keys), job, deciding)
+
+    def pending(self, job: JobRef) -> list[FailureKey]:
+        """Failures of `job` claimed earlier whose outcome is not yet known."""
+        return self._pending(self.store.get([job_key(job)]), job)
+
+    def state(self, key: FailureKey) -> tuple[FailureState, float] | None:
+        """The failure's state and lease end, or None if this failure was never seen."""
+        return self._state(self.store.get([failure_key(key)]), key)
+
+    def unseen(self, keys: Sequence[FailureKey]) -> set[FailureKey]:
+        """The failures among `keys` the ledger has no record of (one read for the lot)."""
+        recs = self.store.get([failure_key(k) for k in keys]) if keys else {}
+        return {k for k in keys if self._live(recs, failure_key(k)) is None}
+
+    def _spent(self, recs: dict[str, Record], job: JobRef, deciding: FailureKey | None) -> Spent:
+        rec = self._live(recs, job_key(job))
+        counters = {k: int(v) for k, v in (rec.value.get("counters", {}) if rec else {}).items()}
+        held = self._live(recs, failure_key(deciding)) if deciding is not None else None
+        if held is not None and held.value.get("state") in HELD_STATES:
+            counter = str(held.value.get("counter", ATTEMPTS))
+            counters[counter] = max(0, counters.get(counter, 0) - 1)
+        return Spent(counters)
+
+    def _pending(self, recs: dict[str, Record], job: JobRef) -> list[FailureKey]:
+        rec = self._live(recs, job_key(job))
+        return [FailureKey.parse(k) for k in (rec.value.get("pending", []) if rec else [])]
+
+    def _state(self, recs: dict[str, Record], key: FailureKey) -> tuple[FailureState, float] | None:
+        rec = self._live(recs, failure_key(key))
+        if rec is None:
+            return None
+        return FailureState(rec.value["state"]), float(rec.value.get("lease_until") or 0.0)
+
+    def _job_value(self, recs: dict[str, Record], job: JobRef) -> tuple[Value, int]:
+        rec = recs.get(job_key(job))
+        base: Value = {"region": job.region, "job_id": job.job_id, "counters": {}, "pending": [],
+                       "decisions": []}
+        if rec is None:
+            return base, 0
+        if not rec.live(self.clock()):
+            return base, rec.version
+        value = dict(rec.value)
+        value["counters"] = dict(value.get("counters") or {})
+        value["pending"] = list(value.get("pending") or [])
+        value["decisions"] = [dict(d) for d in value.get("decisions") or []]
+        return value, rec.version
+
+    def _note(self, jv: Value, key: str, **decision: Any) -> None:
+        decisions = [d for d in jv["decisions"] if d.get("key") != key]
+        decisions.append({"key": key, "at": self.clock(), **decision})
+        jv["decisions"] = decisions[-DECISIONS_KEPT:]
+
+    # ---- claiming ------------------------------------------------------------------------------
+
+    def claim_step(self, key: FailureKey, spend: Spend, lease_s: float) -> Step:
+        """Claim `key` for one RetryJobs call, spending one on the spend's counter within its cap
+        and the fleet budget, all atomically. A failure is claimed once, ever; a claim whose lease
+        expired may be taken over (the taker has re-read the job), spending nothing again."""
+        now = self.clock()
+        fk, jk = failure_key(key), job_key(key.job)
+        bk = fleet_key(spend.fleet, now) if spend.fleet is not None else None
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], ClaimOutcome]:
+            f = self._live(recs, fk)
+            takeover = False
+            if f is not None:
+                if FailureState(f.value["state"]) in FINAL_STATES:
+                    return [], ClaimOutcome.DUPLICATE
+                if float(f.value.get("lease_until") or 0.0) > now:
+                    return [], ClaimOutcome.DUPLICATE
+                takeover = True
+            jv, jver = self._job_value(recs, key.job)
+            writes: list[Write] = []
+            if f is not None:
+                fv = dict(f.value)
+            else:
+                counter = spend.counter
+                if int(jv["counters"].get(counter, 0)) >= spend.cap:
+                    return [], ClaimOutcome.OVER_CAP
+                if spend.fleet is not None and bk is not None:
+                    b = self._live(recs, bk)
+                    used = int(b.value["retries"]) if b else 0
+                    if used >= spend.fleet.max_retries:
+                        return [], ClaimOutcome.OVER_FLEET_BUDGET
+                    writes.append(Write(bk, {"retries": used + 1}, version_of(recs, bk),
+                                        expires_at=now + spend.fleet.window_s * 2))
+                jv["counters"][counter] = int(jv["counters"].get(counter, 0)) + 1
+                fv = {"state": FailureState.CLAIMED, "counter": counter, "rule": spend.rule,
+                      "reason": spend.reason, "claimed_at": now}
+            fv.update(state=FailureState.CLAIMED, owner=self.owner, lease_until=now + lease_s)
+            if str(key) not in jv["pending"]:
+                jv["pending"].append(str(key))
+            self._note(jv, str(key), action="RETRY", rule=spend.rule, reason=spend.reason,
+                       outcome="claimed")
+            writes.append(Write(fk, fv, version_of(recs, fk), expires_at=self._expires()))
+            writes.append(Write(jk, jv, jver, expires_at=self._expires()))
+            return writes, ClaimOutcome.TAKEN_OVER if takeover else ClaimOutcome.CLAIMED
+
+        keys = (fk, jk) if bk is None else (fk, jk, bk)
+        return Step(keys, change, "claim", key)
+
+    def claim(self, key: FailureKey, spend: Spend, lease_s: float) -> ClaimOutcome:
+        result: ClaimOutcome = self.apply([self.claim_step(key, spend, lease_s)])[0]
+        return result
+
+    # ---- settling ------------------------------------------------------------------------------
+
+    def _settle_step(self, name: str, key: FailureKey, state: FailureState, outcome: str,
+                     refund: bool, lease_until: float = 0.0, only_if_owner: bool = True) -> Step:
+        fk, jk = failure_key(key), job_key(key.job)
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
+            f = self._live(recs, fk)
+            if f is None:
+                return [], None
+            if only_if_owner and f.value.get("owner") != self.owner:
+                return [], None  # our lease expired and someone took the failure over
+            if FailureState(f.value["state"]) in FINAL_STATES:
+                return [], None
+            jv, jver = self._job_value(recs, key.job)
+            if refund:
+                _refund(jv, f)
+            if state != FailureState.AMBIGUOUS:
+                jv["pending"] = [k for k in jv["pending"] if k != str(key)]
+            for d in jv["decisions"]:
+                if d.get("key") == str(key):
+                    d["outcome"] = outcome
+                    d["settled_at"] = self.clock()
+            writes = [Write(jk, jv, jver, expires_at=self._expires())]
+            if refund:
+                writes.append(Write(fk, None, f.version))
+            else:
+                fv = dict(f.value, state=state, lease_until=lease_until, settled_at=self.clock())
+                writes.append(Write(fk, fv, f.version, expires_at=self._expires()))
+            return writes, None
+
+        return Step((fk, jk), change, name, key)
+
+    def retried_step(self, key: FailureKey) -> Step:
+        """RetryJobs accepted the job: the failure is retried, for good."""
+        return self._settle_step("retried", key, FailureState.RETRIED, "retried", refund=False)
+
+    def confirmed_step(self, key: FailureKey) -> Step:
+        """A pending failure the job has since left: our call (or its takeover's) was applied."""
+        return self._settle_step("confirmed", key, FailureState.RETRIED, "confirmed", refund=False,
+                                 only_if_owner=False)
+
+    def release_step(self, key: FailureKey, outcome: str) -> Step:
+        """The call was certainly not applied: forget the claim and refund what it spent."""
+        return self._settle_step("release", key, FailureState.CLAIMED, outcome, refund=True)
+
+    def ambiguous_step(self, key: FailureKey, recheck_at: float, outcome: str) -> Step:
+        """The call may or may not have been applied: hold the claim until the job is re-read."""
+        return self._settle_step("ambiguous", key, FailureState.AMBIGUOUS, outcome, refund=False,
+                                 lease_until=recheck_at)
+
+    def skip_step(self, key: FailureKey, rule: str, reason: str, outcome: str = "skipped") -> Step:
+        """Remember a failure the policy (or a limit) left alone, so sweeps do not bring it back.
+        The result is False if the failure was already settled or is claimed under a live lease. A
+        claim whose lease ended (a crashed flusher, or an unclear call the job's state shows was
+        never applied) is settled as skipped: its spend is refunded and it is pending no more."""
+        fk, jk = failure_key(key), job_key(key.job)
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
+            f = self._live(recs, fk)
+            if f is not None and (FailureState(f.value["state"]) not in HELD_STATES
+                                  or float(f.value.get("lease_until") or 0) > self.clock()):
+                return [], False
+            jv, jver = self._job_value(recs, key.job)
+            if f is not None:
+                _refund(jv, f)
+                jv["pending"] = [k for k in jv["pending"] if k != str(key)]
+            self._note(jv, str(key), action="SKIP", rule=rule, reason=reason, outcome=outcome)
+            fv = {"state": FailureState.SKIPPED, "rule": rule, "reason": reason, "outcome": outcome,
+                  "settled_at": self.clock()}
+            return [
+                Write(fk, fv, version_of(recs, fk), expires_at=self._expires()),
+                Write(jk, jv, jver, expires_at=self._expires()),
+            ], True
+
+        return Step((fk, jk), change, "skip", key)
+
+    def note_step(self, job: JobRef, key: FailureKey | None, outcome: str, rule: str,
+                  reason: str) -> Step:
+        """Keep a decision that changes no failure (the job was not found or not FAILED, or the
+        failure was decided already) on the job's record, so operators see it. A repeat of the
+        same decision counts on the one kept instead of pushing older ones out."""
+        jk = job_key(job)
+        mark = str(key) if key is not None else f"{job.region}/{job.job_id}/{outcome}"
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
+            jv, jver = self._job_value(recs, job)
+            same = [d for d in jv["decisions"] if d.get("key") == mark]
+            if outcome == "duplicate" and same:
+                same[-1]["duplicates"] = int(same[-1].get("duplicates", 0)) + 1
+                same[-1]["last_duplicate_at"] = self.clock()
+            else:
+                self._note(jv, mark, action="SKIP", rule=rule, reason=reason, outcome=outcome)
+            return [Write(jk, jv, jver, expires_at=self._expires())], None
+
+        return Step((jk,), change, "note", job)
+
+    def record_retried(self, key: FailureKey) -> None:
+        self.apply([self.retried_step(key)])
+
+    def confirm_retried(self, key: FailureKey) -> None:
+        self.apply([self.confirmed_step(key)])
+
+    def release(self, key: FailureKey, outcome: str) -> None:
+        self.apply([self.release_step(key, outcome)])
+
+    def mark_ambiguous(self, key: FailureKey, recheck_at: float, outcome: str) -> None:
+        self.apply([self.ambiguous_step(key, recheck_at, outcome)])
+
+    def record_skip(self, key: FailureKey, rule: str, reason: str, outcome: str = "skipped") -> bool:
+        result: bool = self.apply([self.skip_step(key, rule, reason, outcome)])[0]
+        return result
+
+
+def _refund(jv: Value, claim: Record) -> None:
+    """Give back what a claim spent from its job's counter (the call was never applied)."""
+    counter = claim.value.get("counter", ATTEMPTS)
+    jv["counters"][counter] = max(0, int(jv["counters"].get(counter, 0)) - 1)

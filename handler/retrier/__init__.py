@@ -1,0 +1,110 @@
+"""The retrier: enqueue notices, flush due jobs in group commits, sweep for lost notices.
+
+    notice ─► enqueue(job) ─► pump(): drain for the fleet if no other instance is draining
+    flush(): take ≤100 due jobs ─► DescribeJobs ─► policy.decide ─► ledger.claim ─► one RetryJobs
+             ─► ledger.record                                              (handler.retrier.flush)
+    sweep(): drain what is due, then list FAILED jobs and enqueue failures never seen
+                                                                           (handler.retrier.sweep)
+Pacing (deadlines, shared turns of the API's limits) is `handler.retrier.pacing`; verification
+before the policy is `handler.retrier.verify`. This facade wires them and owns the drain loops.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from handler.jobs import JobRef
+from handler.ledger import Ledger
+from handler.observe import Observer
+from handler.policy import Policy
+from handler.retrier.flush import MALFORMED_ID, Flusher, FlushReport, Gateway
+from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
+from handler.retrier.settings import Settings
+from handler.retrier.sweep import Sweeper
+
+__all__ = ["MALFORMED_ID", "Deadline", "FlushReport", "Gateway", "NoTurn", "OutOfTime", "Retrier",
+           "Settings"]
+
+
+class Retrier:
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: Gateway,
+        policy: Policy,
+        *,
+        settings: Settings | None = None,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger, self.gateway, self.policy = ledger, gateway, policy
+        self.settings = settings or Settings()
+        self.observer = observer or Observer()
+        self.clock, self.sleep = clock, sleep
+        pacer = Pacer(ledger, self.settings, gateway.timeout_s, sleep)
+        self.flusher = Flusher(ledger, gateway, policy, self.settings, self.observer, pacer, clock,
+                               rng)
+        self.sweeper = Sweeper(ledger, gateway, policy, self.settings, self.observer, pacer, clock)
+
+    def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str]) -> None:
+        self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars)
+        self.observer.count("notices.enqueued")
+
+    def flush(self, deadline: Deadline, wait: bool = False) -> FlushReport:
+        return self.flusher.flush(deadline, wait)
+
+    def drain(self, deadline: Deadline, wait: bool = True, linger_s: float = 0.0) -> FlushReport:
+        """Flush until nothing is due or time runs out. With `linger_s`, an entry coming due that
+        soon (a short backoff) is waited for rather than left to the next timer."""
+        total = FlushReport()
+        while True:
+            report = self.flush(deadline, wait=wait)
+            total.add(report)
+            if report.stopped == "idle" and linger_s > 0:
+                horizon = min(linger_s, deadline.remaining() - self.gateway.timeout_s * 2 - 1)
+                due_at = self.ledger.next_due(horizon) if horizon > 0 else None
+                if due_at is not None:
+                    self.sleep(max(0.0, due_at - self.clock()) + 0.001)
+                    continue
+            if report.stopped is not None:
+                total.stopped = report.stopped
+                return total
+
+    def pump(self, deadline: Deadline, linger_s: float = 5.0) -> FlushReport:
+        """After a notice: drain for the whole fleet if no other instance is draining, else
+        return at once (the drainer will see our entry). Under a burst this makes one instance
+        flush full batches at the API's pace while the others only enqueue."""
+        total = FlushReport()
+        while True:
+            if not self.ledger.acquire_drainer(max(deadline.remaining(), 1.0) + 5.0):
+                total.stopped = total.stopped or "busy"
+                return total
+            try:
+                report = self.drain(deadline, wait=True, linger_s=linger_s)
+            finally:
+                self.ledger.release_drainer()
+            total.add(report)
+            # A notice that saw our lease and left relies on this second look.
+            if report.stopped == "time" or not self.ledger.has_due():
+                total.stopped = report.stopped
+                return total
+
+    def reconcile(self, deadline: Deadline, progress: Callable[[str], None] | None = None) -> int:
+        return self.sweeper.reconcile(deadline, self.drain, progress)
+
+    def sweep(self, deadline: Deadline, progress: Callable[[str], None] | None = None
+              ) -> FlushReport:
+        report = self.drain(deadline)
+        if report.stopped == "time":
+            return report
+        try:
+            self.reconcile(deadline, progress)
+        except OutOfTime:
+            report.stopped = "time"
+            return report
+        report.add(self.drain(deadline))
+        return report

@@ -1,0 +1,377 @@
+"""One group commit: up to 100 due jobs, one DescribeJobs, the policy, one RetryJobs.
+
+    take ≤100 due entries ─► DescribeJobs ─► verify against the ledger (one read) ─► policy.decide
+    ─► claims (one commit) ─► RetryJobs ─► record the outcome (one commit)
+
+The ledger's work is batched: a batch of 100 jobs costs a handful of store round trips, not one
+per job and step.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from handler.gateway import MAX_IDS_PER_CALL, ApiError, ErrorKind
+from handler.jobs import FailureKey, JobDetail, JobRef, JobView
+from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
+from handler.observe import Observer
+from handler.outcomes import Outcome
+from handler.policy import Action, Failure, JobHistory, Policy, RetryDecision
+from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
+from handler.retrier.settings import Settings
+from handler.retrier.verify import Decided, check, confirmed_line, log_decision
+
+
+class Gateway(Protocol):
+    timeout_s: float
+
+    def describe_jobs(self, region: str, job_ids: list[str]) -> dict[str, JobView]: ...
+    def list_jobs(self, region: str, state: str, offset: int, limit: int = ...
+                  ) -> tuple[list[JobView], int]: ...
+    def describe_job(self, region: str, job_id: str) -> JobDetail: ...
+    def retry_jobs(self, region: str, job_ids: list[str]) -> str: ...
+
+
+# DescribeJobs refuses a whole batch when one id is not in the API's format.
+MALFORMED_ID = "InvalidParameter.JobIdMalformed"
+
+
+@dataclass
+class FlushReport:
+    taken: int = 0
+    retried: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    stopped: str | None = None  # why the drain stopped early: "time", "idle", "busy"
+
+    def add(self, other: FlushReport) -> None:
+        self.taken += other.taken
+        self.retried += other.retried
+        self.api_calls += other.api_calls
+
+
+@dataclass
+class _Candidate:
+    entry: QueueEntry
+    key: FailureKey
+    decision: RetryDecision
+    claimed_at: float
+    taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class Flusher:
+    def __init__(self, ledger: Ledger, gateway: Gateway, policy: Policy, settings: Settings,
+                 observer: Observer, pacer: Pacer, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.ledger, self.gateway, self.policy = ledger, gateway, policy
+        self.settings, self.observer, self.pacer = settings, observer, pacer
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    def flush(self, deadline: Deadline, wait: bool = False) -> FlushReport:
+        """One group commit. With `wait` False it gives up at once when the API's turn is taken by
+        another instance."""
+        report = FlushReport()
+        # Each call checks again that it still fits; a flush starts if one does.
+        if not deadline.fits(self.gateway.timeout_s + 1):
+            report.stopped = "time"
+            return report
+        if not self.ledger.has_due():
+            report.stopped = "idle"
+            return report
+        by_region: dict[str, list[QueueEntry]] = defaultdict(list)
+        try:
+            with self.pacer.turn("DescribeJobs", deadline, wait):
+                entries = self.ledger.take(MAX_IDS_PER_CALL, self.settings.lease_s)
+                report.taken = len(entries)
+                if not entries:
+                    report.stopped = "idle"
+                    return report
+                for e in entries:
+                    by_region[e.job.region].append(e)
+                region, group = next(iter(by_region.items()))
+                views = self._describe(region, group, report)
+        except NoTurn:
+            report.stopped = "busy"
+            return report
+        except OutOfTime:
+            report.stopped = "time"
+            return report
+        regions = list(by_region.items())
+        for i, (region, group) in enumerate(regions):
+            try:
+                if i > 0:
+                    with self.pacer.turn("DescribeJobs", deadline):
+                        views = self._describe(region, group, report)
+                self._verify(region, group, views, deadline, report)
+            except OutOfTime:
+                self._apply([self.ledger.defer_step(e, self.clock()) for e in group])
+                report.stopped = "time"
+        return report
+
+    def _describe(self, region: str, entries: list[QueueEntry], report: FlushReport
+                  ) -> dict[str, JobView] | ApiError:
+        report.api_calls += 1
+        try:
+            return self.gateway.describe_jobs(region, [e.job.job_id for e in entries])
+        except ApiError as e:
+            return e
+
+    def _apply(self, steps: list[Step]) -> list[object]:
+        return self.ledger.apply(steps) if steps else []
+
+    # ---- verification and decisions ------------------------------------------------------------
+
+    def _verify(self, region: str, entries: list[QueueEntry], views: dict[str, JobView] | ApiError,
+                deadline: Deadline, report: FlushReport) -> None:
+        if isinstance(views, ApiError):
+            if views.code.startswith(MALFORMED_ID):
+                self._isolate_malformed(region, entries, deadline, report, views)
+                return
+            self.observer.warning("DescribeJobs failed", region=region, code=views.code,
+                                  kind=views.kind)
+            self.observer.count(f"api.{views.kind}")
+            self._apply([self._back_off(e) for e in entries])
+            return
+        now = self.clock()
+        current = {e.job: views.get(e.job.job_id) for e in entries}
+        looks = self.ledger.look([(job, v.failure_key(region) if v else None)
+                                  for job, v in current.items()])
+        steps: list[Step] = []
+        ended: list[tuple[QueueEntry, Decided]] = []
+        claims: list[tuple[QueueEntry, FailureKey, RetryDecision]] = []
+        for entry in entries:
+            view, look = current[entry.job], looks.get(entry.job)
+            checked = check(entry, view, look, now)
+            for key in checked.confirmed:
+                steps.append(self.ledger.confirmed_step(key))
+                confirmed_line(self.observer, entry, key, "job left the failure after our call")
+            decided = checked.decided
+            if decided is None:
+                assert checked.failure is not None and view is not None and look is not None
+                decision: RetryDecision | None
+                try:
+                    decided, decision = self._decide(entry, checked.failure, view, look.spent.counters,
+                                                     deadline, now)
+                except OutOfTime:
+                    steps.append(self.ledger.defer_step(entry, self.clock()))
+                    continue
+                except ApiError as e:
+                    self.observer.warning("job details unavailable", job=str(entry.job), code=e.code)
+                    steps.append(self._back_off(entry))
+                    continue
+                if decision is not None:
+                    claims.append((entry, checked.failure, decision))
+                    continue
+            assert decided is not None
+            steps += self._end_steps(entry, decided)
+            ended.append((entry, decided))
+        claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s)
+                                       for _, k, d in claims])[len(steps):]
+        for entry, decided in ended:
+            log_decision(self.observer, entry, decided)
+        candidates: list[_Candidate] = []
+        after: list[Step] = []
+        for (entry, key, decision), outcome in zip(claims, claimed, strict=True):
+            if outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
+                candidates.append(_Candidate(entry, key, decision, now,
+                                             taken_over=outcome == ClaimOutcome.TAKEN_OVER))
+                continue
+            decided = self._refused(key, decision, ClaimOutcome(str(outcome)))
+            after += self._end_steps(entry, decided)
+            log_decision(self.observer, entry, decided)
+        self._apply(after)
+        if candidates:
+            self._retry(region, candidates, deadline, report)
+
+    def _decide(self, entry: QueueEntry, key: FailureKey, view: JobView, spent: dict[str, int],
+                deadline: Deadline, now: float) -> tuple[Decided, None] | tuple[None, RetryDecision]:
+        """Ask the policy. Returns how the entry ends now, or the RETRY decision to claim."""
+        failure = Failure(key=key, job=view, history=JobHistory(counters=dict(spent)),
+                          event_name=entry.event_name, event_vars=entry.event_vars, now=now,
+                          fetch_details=lambda: self._details(entry.job, deadline))
+        decision = self.policy.decide(failure)
+        rule, reason = decision.rule, decision.reason
+        if decision.action == Action.SKIP:
+            return Decided(Outcome.SKIPPED, "SKIP", rule, reason, key), None
+        due = _epoch(key.end_time) + decision.delay_s
+        if due > now:
+            return Decided(Outcome.DEFERRED, "RETRY", rule, reason, key, due_at=due,
+                           extra={"due_in_s": round(due - now, 3)}), None
+        if self.settings.dry_run:
+            return Decided(Outcome.DRY_RUN, "RETRY", rule, reason, key), None
+        return None, decision
+
+    @staticmethod
+    def _refused(key: FailureKey, decision: RetryDecision, outcome: ClaimOutcome) -> Decided:
+        """The ledger refused the claim: a duplicate, or a cap reached (checked there, atomically)."""
+        if outcome == ClaimOutcome.DUPLICATE:
+            return Decided(Outcome.DUPLICATE, "RETRY", decision.rule, decision.reason, key)
+        if outcome == ClaimOutcome.OVER_CAP:
+            return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule,
+                           f"max_attempts: {decision.counter} reached its cap of {decision.cap}", key)
+        return Decided(Outcome.BUDGET_EXHAUSTED, "SKIP", decision.rule,
+                       "budget_exhausted: fleet retry budget spent", key)
+
+    def _end_steps(self, entry: QueueEntry, d: Decided) -> list[Step]:
+        """What the ledger keeps of a decision that ends this entry's turn."""
+        if d.due_at is not None:
+            return [self.ledger.defer_step(entry, d.due_at)]
+        steps = [self.ledger.finish_step(entry)]
+        if d.outcome in (Outcome.SKIPPED, Outcome.MAX_ATTEMPTS, Outcome.BUDGET_EXHAUSTED,
+                         Outcome.REJECTED):
+            assert d.key is not None
+            steps.insert(0, self.ledger.skip_step(d.key, d.rule, d.reason, str(d.outcome)))
+        elif d.outcome in (Outcome.NOT_FOUND, Outcome.NOT_FAILED, Outcome.DUPLICATE):
+            steps.insert(0, self.ledger.note_step(entry.job, d.key, str(d.outcome), d.rule, d.reason))
+        return steps
+
+    def _details(self, job: JobRef, deadline: Deadline) -> JobDetail:
+        # DescribeJob, then DescribeTask per failed task; each through the shared turns. One
+        # DescribeTask turn covers the usual single failed task; more are paced by the API.
+        self.observer.count("api.details")
+        with self.pacer.turn("DescribeJob", deadline), self.pacer.turn("DescribeTask", deadline):
+            return self.gateway.describe_job(job.region, job.job_id)
+
+    def _isolate_malformed(self, region: str, entries: list[QueueEntry], deadline: Deadline,
+                           report: FlushReport, e: ApiError) -> None:
+        """The API refused the whole batch for one id it calls malformed (a forged notice can name
+        one that our notice model accepts). Halve the batch until that id is alone, then drop it:
+        it would otherwise fail every batch it rides in, and stay queued for ever."""
+        if len(entries) == 1:
+            entry = entries[0]
+            self._apply([self.ledger.finish_step(entry)])
+            log_decision(self.observer, entry, Decided(Outcome.REJECTED, "SKIP", "verify",
+                                                       f"api_rejected: {e.code}"[:300]))
+            return
+        mid = len(entries) // 2
+        for half in (entries[:mid], entries[mid:]):
+            with self.pacer.turn("DescribeJobs", deadline):
+                views = self._describe(region, half, report)
+            self._verify(region, half, views, deadline, report)
+
+    # ---- the call ------------------------------------------------------------------------------
+
+    def _retry(self, region: str, candidates: list[_Candidate], deadline: Deadline,
+               report: FlushReport) -> None:
+        if any(c.taken_over for c in candidates):
+            candidates = self._reread_taken_over(region, candidates, deadline, report)
+        # Jobs the service rejected before go alone, so one bad job cannot block the others.
+        batches: list[list[_Candidate]] = [[c for c in candidates if c.entry.rejections == 0]]
+        batches += [[c] for c in candidates if c.entry.rejections > 0]
+        for batch in batches:
+            if batch:
+                self._retry_batch(region, batch, deadline, report)
+
+    def _reread_taken_over(self, region: str, candidates: list[_Candidate], deadline: Deadline,
+                           report: FlushReport) -> list[_Candidate]:
+        """Our view of a job whose claim we took over may predate the earlier holder's call (it
+        called, then was too slow to record before its lease ran out). Read those jobs again: a
+        job that left the failure was retried by that call, and must not be called again."""
+        over = [c for c in candidates if c.taken_over]
+        keep = [c for c in candidates if not c.taken_over]
+        try:
+            with self.pacer.turn("DescribeJobs", deadline):
+                report.api_calls += 1
+                views = self.gateway.describe_jobs(region, [c.key.job_id for c in over])
+        except (OutOfTime, ApiError):
+            # our claim holds them until its lease ends; whoever is next re-reads
+            self._apply([self.ledger.defer_step(c.entry, c.claimed_at + self.settings.lease_s)
+                         for c in over])
+            return keep
+        steps: list[Step] = []
+        for c in over:
+            view = views.get(c.key.job_id)
+            if view is not None and view.failure_key(region) == c.key:
+                keep.append(c)
+                continue
+            steps += [self.ledger.confirmed_step(c.key), self.ledger.finish_step(c.entry)]
+            confirmed_line(self.observer, c.entry, c.key,
+                           "job left the failure after an earlier holder's call")
+        self._apply(steps)
+        return keep
+
+    def _retry_batch(self, region: str, batch: list[_Candidate], deadline: Deadline,
+                     report: FlushReport) -> None:
+        # A claim is ours only while its lease lasts; never call with less than a timeout left.
+        try:
+            with self.pacer.turn("RetryJobs", deadline):
+                now = self.clock()
+                safe = [c for c in batch
+                        if c.claimed_at + self.settings.lease_s > now + self.gateway.timeout_s + 1]
+                self._give_back([c for c in batch if c not in safe], "no RetryJobs turn in time")
+                if not safe:
+                    return
+                batch = safe
+                report.api_calls += 1
+                request_id = self.gateway.retry_jobs(region, [c.key.job_id for c in batch])
+        except OutOfTime:
+            self._give_back(batch, "no RetryJobs turn in time")
+            report.stopped = "time"
+            return
+        except ApiError as e:
+            self._retry_failed(batch, e)
+            return
+        steps: list[Step] = []
+        for c in batch:
+            steps += [self.ledger.retried_step(c.key), self.ledger.finish_step(c.entry)]
+        self._apply(steps)
+        for c in batch:
+            report.retried.append(c.key.job_id)
+            log_decision(self.observer, c.entry, Decided(
+                Outcome.RETRIED, "RETRY", c.decision.rule, c.decision.reason, c.key,
+                extra={"request_id": request_id, "batch_size": len(batch)}))
+        self.observer.count("retries", len(batch))
+
+    def _give_back(self, batch: list[_Candidate], why: str) -> None:
+        """Claims whose call was certainly not made: refund them, and look again now."""
+        self._apply([s for c in batch for s in (self.ledger.release_step(c.key, f"released: {why}"),
+                                                self.ledger.defer_step(c.entry, self.clock()))])
+
+    def _retry_failed(self, batch: list[_Candidate], e: ApiError) -> None:
+        self.observer.count(f"api.{e.kind}")
+        fields = {"code": e.code, "kind": str(e.kind), "jobs": len(batch)}
+        if e.kind == ErrorKind.AMBIGUOUS:
+            # It may have been applied: hold the claims, and let a re-read decide.
+            self.observer.warning("RetryJobs outcome unknown; re-reading later", **fields)
+            recheck = self.clock() + self.settings.recheck_s
+            self._apply([s for c in batch for s in (
+                self.ledger.ambiguous_step(c.key, recheck, f"ambiguous: {e.code}"),
+                self.ledger.defer_step(c.entry, recheck))])
+            return
+        if e.kind == ErrorKind.REJECTED and len(batch) == 1:
+            c = batch[0]
+            reason = f"api_rejected: {e.code}: {e.message}"[:300]
+            decided = Decided(Outcome.REJECTED, "SKIP", c.decision.rule, reason, c.key)
+            self._apply([self.ledger.release_step(c.key, reason), *self._end_steps(c.entry, decided)])
+            log_decision(self.observer, c.entry, decided)
+            return
+        if e.kind == ErrorKind.REJECTED:
+            # One job changed state under us. Tencent does not say whether the other ids of a
+            # refused call were retried, so the call is unclear: hold every claim and re-read the
+            # jobs now. A job that left its failure was retried by this call (confirmed, its spend
+            # kept); one still FAILED is called again, alone.
+            self.observer.warning("RetryJobs refused the batch; re-reading its jobs", **fields)
+            now = self.clock()
+            self._apply([s for c in batch for s in (
+                self.ledger.ambiguous_step(c.key, now, f"ambiguous: batch refused ({e.code})"),
+                self.ledger.defer_step(c.entry, now, rejections=c.entry.rejections + 1))])
+            return
+        self.observer.warning("RetryJobs not applied; backing off", **fields)
+        self._apply([s for c in batch for s in (
+            self.ledger.release_step(c.key, f"released: {e.kind} ({e.code})"), self._back_off(c.entry))])
+
+    def _back_off(self, entry: QueueEntry) -> Step:
+        step = entry.backoff_step + 1
+        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (step - 1))
+        return self.ledger.defer_step(entry, self.clock() + self.rng.uniform(0, ceiling),
+                                      backoff_step=step)
