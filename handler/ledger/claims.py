@@ -21,8 +21,10 @@ from handler.ledger.records import (
     Step,
     failure_key,
     fleet_key,
+    generation,
     job_key,
     version_of,
+    with_generation,
 )
 from handler.ledger.store import Record, Value, Write
 
@@ -30,24 +32,47 @@ from handler.ledger.store import Record, Value, Write
 @dataclass(frozen=True)
 class Look:
     """What the ledger knows of one job as a flush verifies it: failures claimed earlier whose
-    outcome is unknown, the state of the failure it shows now (with its lease end), and what the
-    job spent, as a decision on that failure must see it."""
+    outcome is unknown, the failure it shows now (`current`: the API's key, with the generation the
+    ledger knows for that EndTime) with its state and lease end, what the job spent as a decision
+    on that failure must see it, when that failure was settled, and whether the job was seen out
+    of FAILED since its last retry."""
 
     pending: list[FailureKey]
+    current: FailureKey | None
     state: tuple[FailureState, float] | None
     spent: Spent
+    settled_at: float = 0.0
+    left: bool = False
 
 
 class Claims(Records):
     # ---- reading -------------------------------------------------------------------------------
 
     def look(self, jobs: Sequence[tuple[JobRef, FailureKey | None]]) -> dict[JobRef, Look]:
-        """For each (job, the failure it shows now): pending, state and spend, in one read."""
+        """For each (job, the failure the API shows now): pending, state and spend, in one read
+        (two for a job that failed again with an EndTime it had before)."""
         keys = [job_key(j) for j, _ in jobs] + [failure_key(k) for _, k in jobs if k is not None]
         recs = self.store.get(keys) if keys else {}
-        return {job: Look(self._pending(recs, job), self._state(recs, current) if current else None,
-                          self._spent(recs, job, current))
-                for job, current in jobs}
+        current = {job: self._generation_of(recs, job, k) if k else None for job, k in jobs}
+        later = [failure_key(k) for (job, api), k in zip(jobs, current.values(), strict=True)
+                 if k is not None and k != api]
+        if later:
+            recs.update(self.store.get(later))
+        looks = {}
+        for job, key in current.items():
+            f = self._live(recs, failure_key(key)) if key else None
+            jrec = self._live(recs, job_key(job))
+            looks[job] = Look(self._pending(recs, job), key,
+                              self._state(recs, key) if key else None, self._spent(recs, job, key),
+                              settled_at=float(f.value.get("settled_at") or 0) if f else 0.0,
+                              left=bool(jrec and key and jrec.value.get("left") == str(key)))
+        return looks
+
+    def _generation_of(self, recs: dict[str, Record], job: JobRef, key: FailureKey) -> FailureKey:
+        rec = self._live(recs, job_key(job))
+        end, _ = generation(key)
+        n = int(((rec.value.get("generations") or {}) if rec else {}).get(end, 0))
+        return with_generation(key, n)
 
     def history(self, job: JobRef, deciding: FailureKey | None = None) -> Spent:
         """Retries the job spent, per counter. With `deciding`, as a decision on that failure must
@@ -143,6 +168,9 @@ class Claims(Records):
                     writes.append(Write(bk, {"retries": used + 1}, version_of(recs, bk),
                                         expires_at=now + spend.fleet.window_s * 2))
                 jv["counters"][counter] = int(jv["counters"].get(counter, 0)) + 1
+                end, n = generation(key)
+                if n:
+                    jv["generations"] = {**(jv.get("generations") or {}), end: n}
                 fv = {"state": FailureState.CLAIMED, "counter": counter, "rule": spend.rule,
                       "reason": spend.reason, "claimed_at": now}
             fv.update(state=FailureState.CLAIMED, owner=self.owner, lease_until=now + lease_s)
@@ -180,6 +208,8 @@ class Claims(Records):
                 _refund(jv, f)
             if state != FailureState.AMBIGUOUS:
                 jv["pending"] = [k for k in jv["pending"] if k != str(key)]
+            if state == FailureState.RETRIED:
+                jv["last_retried"], jv["left"] = str(key), None
             for d in jv["decisions"]:
                 if d.get("key") == str(key):
                     d["outcome"] = outcome
@@ -248,6 +278,8 @@ class Claims(Records):
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
             jv, jver = self._job_value(recs, job)
+            if outcome == "not_failed" and jv.get("last_retried"):
+                jv["left"] = jv["last_retried"]  # seen out of FAILED since that retry
             same = [d for d in jv["decisions"] if d.get("key") == mark]
             if outcome == "duplicate" and same:
                 same[-1]["duplicates"] = int(same[-1].get("duplicates", 0)) + 1

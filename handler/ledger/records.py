@@ -152,6 +152,19 @@ class QueueEntry:
         )
 
 
+def generation(key: FailureKey) -> tuple[str, int]:
+    """A failure's EndTime as the API reports it, and which failure with that EndTime it is. A job
+    that fails again after a retry but keeps its old EndTime (Tencent does not say it never does)
+    has a new failure all the same: its key carries the generation, `<EndTime>#<n>`."""
+    end, _, n = key.end_time.partition("#")
+    return end, int(n) if n.isdigit() else 0
+
+
+def with_generation(key: FailureKey, n: int) -> FailureKey:
+    end, _ = generation(key)
+    return FailureKey(key.region, key.job_id, end if n == 0 else f"{end}#{n}")
+
+
 def queue_key(job: JobRef) -> str:
     return f"q/{job.region}/{job.job_id}"
 

@@ -20,8 +20,9 @@ from typing import Protocol
 from handler.gateway import MAX_IDS_PER_CALL, ApiError, ErrorKind
 from handler.jobs import FailureKey, JobDetail, JobRef, JobView
 from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
+from handler.ledger.records import with_generation
 from handler.observe import Observer
-from handler.outcomes import Outcome
+from handler.outcomes import GIVE_UP_OUTCOMES, Outcome
 from handler.policy import Action, Failure, JobHistory, Policy, RetryDecision
 from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
@@ -151,7 +152,12 @@ class Flusher:
         claims: list[tuple[QueueEntry, FailureKey, RetryDecision]] = []
         for entry in entries:
             view, look = current[entry.job], looks.get(entry.job)
-            checked = check(entry, view, look, now)
+            checked = check(entry, view, look, now, self.settings.refail_after_s)
+            if checked.refailed:
+                self.observer.count("failures.refailed_same_end_time")
+                self.observer.warning("job failed again keeping the EndTime of the failure we "
+                                      "retried; treating it as a new failure", job=str(entry.job),
+                                      failure_key=str(checked.failure))
             for key in checked.confirmed:
                 steps.append(self.ledger.confirmed_step(key))
                 confirmed_line(self.observer, entry, key, "job left the failure after our call")
@@ -196,14 +202,15 @@ class Flusher:
     def _decide(self, entry: QueueEntry, key: FailureKey, view: JobView, spent: dict[str, int],
                 deadline: Deadline, now: float) -> tuple[Decided, None] | tuple[None, RetryDecision]:
         """Ask the policy. Returns how the entry ends now, or the RETRY decision to claim."""
-        failure = Failure(key=key, job=view, history=JobHistory(counters=dict(spent)),
+        base = with_generation(key, 0)  # the policy sees the failure as the API reports it
+        failure = Failure(key=base, job=view, history=JobHistory(counters=dict(spent)),
                           event_name=entry.event_name, event_vars=entry.event_vars, now=now,
                           fetch_details=lambda: self._details(entry.job, deadline))
         decision = self.policy.decide(failure)
         rule, reason = decision.rule, decision.reason
         if decision.action == Action.SKIP:
             return Decided(Outcome.SKIPPED, "SKIP", rule, reason, key), None
-        due = _epoch(key.end_time) + decision.delay_s
+        due = _epoch(base.end_time) + decision.delay_s
         if due > now:
             return Decided(Outcome.DEFERRED, "RETRY", rule, reason, key, due_at=due,
                            extra={"due_in_s": round(due - now, 3)}), None
@@ -227,11 +234,9 @@ class Flusher:
         if d.due_at is not None:
             return [self.ledger.defer_step(entry, d.due_at)]
         steps = [self.ledger.finish_step(entry)]
-        if d.outcome in (Outcome.SKIPPED, Outcome.MAX_ATTEMPTS, Outcome.BUDGET_EXHAUSTED,
-                         Outcome.REJECTED):
-            assert d.key is not None
+        if d.key is not None and d.outcome in GIVE_UP_OUTCOMES:
             steps.insert(0, self.ledger.skip_step(d.key, d.rule, d.reason, str(d.outcome)))
-        elif d.outcome in (Outcome.NOT_FOUND, Outcome.NOT_FAILED, Outcome.DUPLICATE):
+        elif d.key is None or d.outcome in (Outcome.NOT_FAILED, Outcome.DUPLICATE):
             steps.insert(0, self.ledger.note_step(entry.job, d.key, str(d.outcome), d.rule, d.reason))
         return steps
 
@@ -291,7 +296,7 @@ class Flusher:
         steps: list[Step] = []
         for c in over:
             view = views.get(c.key.job_id)
-            if view is not None and view.failure_key(region) == c.key:
+            if view is not None and view.failure_key(region) == with_generation(c.key, 0):
                 keep.append(c)
                 continue
             steps += [self.ledger.confirmed_step(c.key), self.ledger.finish_step(c.entry)]

@@ -21,6 +21,9 @@ class Settings:
     max_token_wait_s: float = 5.0
     window_s: float = 1.0  # the API counts `rate * window_s` calls per window of this length
     call_timeout_s: float = CALL_TIMEOUT_S
+    # A FAILED job still showing the EndTime of a failure we retried this long ago failed again
+    # (see handler.retrier.verify.check): a retried job leaves FAILED long before.
+    refail_after_s: float = 300.0
 
     @classmethod
     def scaled(cls, speedup: float = 1.0, *, dry_run: bool = False,
@@ -34,4 +37,4 @@ class Settings:
                    rates={a: r * speedup for a, r in RATE_LIMITS.items()},
                    window_s=1.0 / speedup, lease_s=max(3 * timeout_s + 2, 60.0 / fast),
                    recheck_s=30.0 / fast, backoff_base_s=1.0 / fast, backoff_cap_s=60.0 / fast,
-                   call_timeout_s=timeout_s)
+                   call_timeout_s=timeout_s, refail_after_s=300.0 / fast)

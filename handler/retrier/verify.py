@@ -4,10 +4,12 @@ before any policy is asked. Pure: it returns values; the flush writes them and l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from handler.jobs import FailureKey, JobView
+from handler.jobs import FAILED, FailureKey, JobView
 from handler.ledger import FailureState, Look, QueueEntry
+from handler.ledger.records import generation, with_generation
 from handler.observe import Observer
 from handler.outcomes import Outcome
 
@@ -33,15 +35,31 @@ class Checked:
     confirmed: list[FailureKey]
     decided: Decided | None = None
     failure: FailureKey | None = None
+    refailed: bool = False  # FAILED again after our retry with the EndTime of the failure retried
 
 
-def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float) -> Checked:
-    """Verify one entry against the API's view and the ledger."""
+def _end_time_ok(end_time: str | None) -> bool:
+    try:
+        datetime.fromisoformat(str(end_time).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float,
+          refail_after_s: float) -> Checked:
+    """Verify one entry against the API's view and the ledger. A FAILED job showing the EndTime of
+    a failure we retried failed again if it was seen out of FAILED since, or if that retry is more
+    than `refail_after_s` old (a retried job does not stay FAILED that long); until then it is the
+    same failure, and a duplicate."""
     job = entry.job
     if view is None:
         return Checked([], Decided(Outcome.NOT_FOUND, "SKIP", "verify",
                                    "job not found by DescribeJobs"))
-    current = view.failure_key(job.region)
+    if view.JobState == FAILED and not _end_time_ok(view.EndTime):
+        return Checked([], Decided(Outcome.SKIPPED, "SKIP", "verify",
+                                   f"bad_end_time: FAILED job with EndTime {view.EndTime!r}"))
+    current = look.current if look is not None else view.failure_key(job.region)
     pending = look.pending if look is not None else []
     # The job left those failures: a RetryJobs whose answer we lost (or a crashed flush) did reach
     # it. Count them as done, never repeat them.
@@ -52,6 +70,10 @@ def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float
     seen = look.state if look is not None else None
     if seen is not None:
         state, lease_until = seen
+        if state == FailureState.RETRIED and look is not None and \
+                (look.left or now - look.settled_at > refail_after_s):
+            _, n = generation(current)
+            return Checked(confirmed, failure=with_generation(current, n + 1), refailed=True)
         if state in (FailureState.RETRIED, FailureState.SKIPPED):
             return Checked(confirmed, Decided(Outcome.DUPLICATE, "SKIP", "dedupe",
                                               f"failure already {state.lower()}", current))

@@ -217,3 +217,62 @@ def test_pump_leaves_the_queue_to_a_live_drainer(tmp_path: Path, clock: Clock) -
     other.release_drainer()
     r.pump(deadline(clock))
     assert gw.retried == [["job-00000001"]]
+
+
+def test_a_refailure_keeping_the_old_end_time_after_the_job_was_seen_running_is_retried(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    job = JobRef(REGION, "job-00000001")
+    first_end = end(clock)
+    gw.fail(job.job_id, first_end)
+    r = make(tmp_path, clock, gw)
+    r.enqueue(job, "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    r.enqueue(job, "JOB_RUNNING", {})  # a notice while it runs: the job is seen out of FAILED
+    r.drain(deadline(clock))
+    gw.fail(job.job_id, first_end)  # fails again, and the service keeps the old EndTime
+    for _ in range(3):  # with duplicates
+        r.enqueue(job, "JOB_FAILED", {})
+        r.drain(deadline(clock))
+    assert gw.count(job.job_id) == 2
+    assert r.ledger.history(job).spent() == 2
+    assert r.observer.counters["failures.refailed_same_end_time"] == 1
+
+
+def test_a_failure_still_failed_right_after_our_retry_is_a_duplicate_not_a_new_failure(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    job = JobRef(REGION, "job-00000001")
+    first_end = end(clock)
+    gw.fail(job.job_id, first_end)
+    r = make(tmp_path, clock, gw)
+    r.enqueue(job, "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    gw.fail(job.job_id, first_end)  # the API still shows the failure we just retried
+    clock.sleep(10)
+    r.enqueue(job, "JOB_FAILED", {})  # a redelivery of the first notice
+    r.drain(deadline(clock))
+    assert gw.count(job.job_id) == 1
+    # a retry long ago, and the job FAILED with that EndTime now: it failed again
+    clock.sleep(Settings().refail_after_s)
+    r.enqueue(job, "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    assert gw.count(job.job_id) == 2
+    assert r.ledger.history(job).spent() == 2
+
+
+def test_a_failed_job_without_a_usable_end_time_is_skipped_with_a_reason(tmp_path: Path,
+                                                                        clock: Clock) -> None:
+    gw = FakeGateway()
+    r = make(tmp_path, clock, gw)
+    for i, bad in enumerate(["", "yesterday"]):
+        job = JobRef(REGION, f"job-0000000{i}")
+        gw.fail(job.job_id, bad)
+        r.enqueue(job, "JOB_FAILED", {})
+    r.drain(deadline(clock))
+    assert gw.retried == []
+    for i in range(2):
+        record = r.ledger.job(JobRef(REGION, f"job-0000000{i}"))
+        assert record is not None
+        assert record["decisions"][-1]["reason"].startswith("bad_end_time")
+    assert list(r.ledger.queue()) == []
