@@ -90,10 +90,19 @@ class Claims(Records):
         """The failure's state and lease end, or None if this failure was never seen."""
         return self._state(self.store.get([failure_key(key)]), key)
 
-    def unseen(self, keys: Sequence[FailureKey]) -> set[FailureKey]:
-        """The failures among `keys` the ledger has no record of (one read for the lot)."""
-        recs = self.store.get([failure_key(k) for k in keys]) if keys else {}
-        return {k for k in keys if self._live(recs, failure_key(k)) is None}
+    def unseen(self, keys: Sequence[FailureKey], refail_after_s: float | None = None
+               ) -> set[FailureKey]:
+        """The failures among `keys` (as the API reports them) the ledger has no record of. With
+        `refail_after_s`, also a failure we retried whose job has since left FAILED, or was retried
+        that long ago, and shows the same EndTime again: it failed again (see `look`)."""
+        if refail_after_s is None:
+            recs = self.store.get([failure_key(k) for k in keys]) if keys else {}
+            return {k for k in keys if self._live(recs, failure_key(k)) is None}
+        now = self.clock()
+        looks = self.look([(k.job, k) for k in keys])
+        return {k for k in keys if (look := looks[k.job]).state is None or (
+            look.state[0] == FailureState.RETRIED
+            and (look.left or now - look.settled_at > refail_after_s))}
 
     def _spent(self, recs: dict[str, Record], job: JobRef, deciding: FailureKey | None) -> Spent:
         rec = self._live(recs, job_key(job))

@@ -244,3 +244,14 @@ def test_next_due_reports_the_earliest_entry_within_the_horizon(store: Store, cl
     ledger.enqueue(JOB, due_at=clock.now + 3)
     assert ledger.next_due(1) is None
     assert ledger.next_due(5) == clock.now + 3
+
+
+def test_a_retried_failure_shown_again_after_the_job_left_failed_is_unseen_for_the_sweep(
+        store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    ledger.claim(KEY, retry(), 30)
+    ledger.record_retried(KEY)
+    assert ledger.unseen([KEY], refail_after_s=300) == set()  # just retried: the same failure
+    ledger.apply([ledger.note_step(JOB, None, "not_failed", "verify", "job is RUNNING")])
+    assert ledger.unseen([KEY], refail_after_s=300) == {KEY}  # seen running since: failed again
+    assert ledger.unseen([KEY]) == set()  # without the rule, only never-seen failures count
