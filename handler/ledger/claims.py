@@ -290,9 +290,10 @@ class Claims(Records):
             if outcome == "not_failed" and jv.get("last_retried"):
                 jv["left"] = jv["last_retried"]  # seen out of FAILED since that retry
             same = [d for d in jv["decisions"] if d.get("key") == mark]
-            if outcome == "duplicate" and same:
-                same[-1]["duplicates"] = int(same[-1].get("duplicates", 0)) + 1
-                same[-1]["last_duplicate_at"] = self.clock()
+            if same and (outcome == "duplicate" or same[-1].get("outcome") == outcome):
+                count = "duplicates" if outcome == "duplicate" else "repeats"
+                same[-1][count] = int(same[-1].get(count, 0)) + 1
+                same[-1][f"last_{count}_at"] = self.clock()
             else:
                 self._note(jv, mark, action="SKIP", rule=rule, reason=reason, outcome=outcome)
             return [Write(jk, jv, jver, expires_at=self._expires())], None

@@ -255,3 +255,19 @@ def test_a_retried_failure_shown_again_after_the_job_left_failed_is_unseen_for_t
     ledger.apply([ledger.note_step(JOB, None, "not_failed", "verify", "job is RUNNING")])
     assert ledger.unseen([KEY], refail_after_s=300) == {KEY}  # seen running since: failed again
     assert ledger.unseen([KEY]) == set()  # without the rule, only never-seen failures count
+
+
+def test_decisions_that_change_no_failure_are_kept_on_the_job_and_repeats_counted(
+        store: Store, clock: FakeClock) -> None:
+    ledger = Ledger(store, clock=clock)
+    for _ in range(3):
+        ledger.apply([ledger.note_step(JOB, None, "not_found", "verify", "job not found")])
+    ledger.claim(KEY, retry(), 30)
+    ledger.record_retried(KEY)
+    for _ in range(2):
+        ledger.apply([ledger.note_step(JOB, KEY, "duplicate", "dedupe", "failure already retried")])
+    record = ledger.job(JOB)
+    assert record is not None
+    by_outcome = {d["outcome"]: d for d in record["decisions"]}
+    assert by_outcome["not_found"]["repeats"] == 2  # three notices, one decision kept
+    assert by_outcome["retried"]["duplicates"] == 2  # the duplicates count on the retry
