@@ -20,7 +20,7 @@ def crowded() -> Iterator[tuple[Emulator, list[str]]]:
     with Emulator(SECRET_ID, SECRET_KEY, REGION, speedup=20.0, run_s=1.0, limits={}, seed=3) as emu:
         threads = threading.active_count()
         ids = emu.add_failed_jobs(RETAINED, "retained")
-        assert threading.active_count() == threads  # no thread, timer or notice per job
+        assert threading.active_count() <= threads  # no thread, timer or notice per job
         yield emu, ids
 
 
