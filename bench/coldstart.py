@@ -61,10 +61,8 @@ class Batch:
     def retry_jobs(self, region, ids): self.retried += ids; return "bench"
 
 batch = Batch()
-_build = app.build_runtime
-def _with_stub(config):
-    rt = _build(config); rt.gateway = batch; return rt
-app.build_runtime = _with_stub
+from handler.config import Config
+rt = app.build_runtime(Config.from_env(), gateway=batch)
 """
 
 LEAN = r"""
@@ -80,9 +78,10 @@ class Ctx:
     def get_remaining_time_in_millis(self): return 15000
 with contextlib.redirect_stdout(io.StringIO()):
     if sys.argv[2] == "lambda":
-        answer = app.lambda_handler(event, Ctx())
+        answer = app.handle(event, Ctx(), platform="aws", runtime=rt)
     else:
-        answer = app.main_handler(event, {"request_id": "bench", "time_limit_in_ms": 15000})
+        answer = app.handle(event, {"request_id": "bench", "time_limit_in_ms": 15000}, platform="scf",
+                            runtime=rt)
 t2 = time.perf_counter()
 assert answer["statusCode"] == 200 and batch.retried, answer
 print(json.dumps({"import_ms": (t1 - t0) * 1000, "answer_ms": (t2 - t1) * 1000}))
@@ -106,7 +105,8 @@ t1 = time.perf_counter()
 import io, json, sys, contextlib
 event = json.load(open(sys.argv[1]))
 with contextlib.redirect_stdout(io.StringIO()):
-    answer = app.main_handler(event, {"request_id": "bench", "time_limit_in_ms": 15000})
+    answer = app.handle(event, {"request_id": "bench", "time_limit_in_ms": 15000}, platform="scf",
+                        runtime=rt)
 t2 = time.perf_counter()
 assert answer["statusCode"] == 200 and batch.retried, answer
 print(json.dumps({"import_ms": (t1 - t0) * 1000, "answer_ms": (t2 - t1) * 1000}))

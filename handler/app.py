@@ -1,29 +1,29 @@
 """Platform entry points: `main_handler` (Tencent SCF) and `lambda_handler` (AWS Lambda).
 
 The only module that reads the environment and wires the parts together. Parts are built once per
-instance and reused by warm invocations.
+instance and reused by warm invocations. What the parts are is decided here; what a delivery means
+is ingress's business.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler import auth
 from handler.config import Config, ConfigError
-from handler.gateway import RATE_LIMITS, BatchGateway
-from handler.ingress import BadInput, Trigger, classify_event, http_response, read_notice
-from handler.jobs import JobRef
-from handler.ledger import Ledger, StoreUnavailable, describe_store, open_store
-from handler.notices import Notice
+from handler.ingress import Answer, BadInput, Trigger, authenticate, classify_event, refuse, respond
+from handler.ledger.store import StoreUnavailable
 from handler.observe import Observer
-from handler.policy import Policy
-from handler.policy.loader import PolicyError, load_policy
-from handler.retrier import Deadline, Retrier, Settings
+
+if TYPE_CHECKING:
+    from handler.gateway import BatchGateway
+    from handler.ledger import Ledger
+    from handler.policy import Policy
+    from handler.retrier import Deadline, Retrier, Settings
 
 DEFAULT_TIME_LIMIT_S = 30.0
 # The invocation that wins the drainer lease keeps draining for the whole fleet until the queue is
@@ -43,8 +43,13 @@ class Runtime:
     settings: Settings
 
     def retrier(self, observer: Observer) -> Retrier:
+        from handler.retrier import Retrier
+
         return Retrier(self.ledger, self.gateway, self.policy, settings=self.settings,
                        observer=observer)
+
+    def close(self) -> None:
+        self.ledger.store.close()
 
 
 _runtime: tuple[Config, Runtime] | None = None
@@ -56,7 +61,25 @@ class RedeliverLater(RuntimeError):
     redeliver only when the function fails, never because of a status code in the answer."""
 
 
-def build_runtime(config: Config) -> Runtime:
+def _load_policy(spec: str | None) -> Policy:
+    # The YAML loader and the rule models cost more than the rest of a cold start together: only a
+    # policy file pays for them.
+    if spec and spec.strip():
+        from handler.policy.loader import load_policy
+
+        return load_policy(spec)
+    from handler.policy import DefaultPolicy
+
+    return DefaultPolicy()
+
+
+def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtime:
+    """The parts for `config`; `gateway` replaces the Batch API client (tests, benches)."""
+    from handler.gateway import RATE_LIMITS, BatchGateway
+    from handler.ledger import Ledger, open_store
+    from handler.retrier import Settings
+
+    policy = _load_policy(config.policy)  # before the store: a bad policy leaves nothing open
     store = open_store(config.store)
     # AUTORETRY_API_SPEEDUP (emulator only) scales every pace. A claim's lease always outlasts a
     # RetryJobs call by a wide margin: the lease is what keeps a second caller out.
@@ -71,32 +94,43 @@ def build_runtime(config: Config) -> Runtime:
     return Runtime(
         config=config,
         ledger=Ledger(store, retention_s=config.retention_s),
-        gateway=BatchGateway(endpoint=config.batch_endpoint, protocol=config.batch_protocol,
-                             timeout_s=timeout_s),
-        policy=load_policy(config.policy),
+        gateway=gateway or BatchGateway(endpoint=config.batch_endpoint,
+                                        protocol=config.batch_protocol, timeout_s=timeout_s),
+        policy=policy,
         settings=settings,
     )
 
 
 def runtime(config: Config | None = None) -> Runtime:
-    """The parts for the current environment, built on first use and kept while it is unchanged."""
+    """The parts for the current environment, built on first use and kept while it is unchanged.
+    A setting that cannot be used raises `ConfigError`; a store that cannot be reached,
+    `StoreUnavailable`."""
     global _runtime
     config = Config.from_env() if config is None else config
     if _runtime is None or _runtime[0] != config:
-        _runtime = (config, build_runtime(config))
+        try:
+            built = build_runtime(config)
+        except (StoreUnavailable, ConfigError):
+            raise
+        except ValueError as e:  # a policy file or a store URL that cannot be used
+            raise ConfigError(str(e)) from None
+        reset_runtime()  # the old configuration's store is closed, not leaked
+        _runtime = (config, built)
     return _runtime[1]
 
 
 def reset_runtime() -> None:
     global _runtime
     if _runtime is not None:
-        _runtime[1].ledger.store.close()
+        _runtime[1].close()
     _runtime = None
 
 
 def _deadline(context: Any, started: float) -> Deadline:
     """SCF passes a dict with `time_limit_in_ms` (the whole invocation's limit, counted from its
     start); Lambda an object whose `get_remaining_time_in_millis()` counts from now."""
+    from handler.retrier import Deadline
+
     end = started + DEFAULT_TIME_LIMIT_S
     get_remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(get_remaining):
@@ -122,162 +156,52 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
     return handle(event, context, platform="aws")
 
 
-def handle(event: Any, context: Any, platform: str = "scf") -> dict[str, Any]:
+def handle(event: Any, context: Any, platform: str = "scf", runtime: Runtime | None = None
+           ) -> dict[str, Any]:
+    """One delivery, answered in the platform's shape. `runtime` replaces the parts this
+    instance would build from its environment (tests and benches pass their own)."""
     started = time.time()
     observer = Observer(correlation_id=_request_id(context) or uuid.uuid4().hex, platform=platform)
     try:
-        return _handle(event, context, observer, started)
+        try:
+            trigger = classify_event(event)
+        except BadInput as e:
+            return refuse(observer, e).as_platform()
+        answer = _answer(trigger, context, observer, started, runtime)
     finally:
         observer.flush_metrics()
+    if trigger.kind != "http" and answer.status >= 500:
+        # Nothing was recorded; failing the invocation is what makes SCF and Lambda try again.
+        raise RedeliverLater(str(answer.body.get("error", "redeliver later")))
+    return answer.as_platform()
 
 
-def _handle(event: Any, context: Any, observer: Observer, started: float) -> dict[str, Any]:
-    try:
-        trigger = classify_event(event)
-    except BadInput as e:
-        return _refuse(observer, e)
+def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
+            given: Runtime | None) -> Answer:
+    from handler.retrier import Deadline
+
     if trigger.http is not None:
         observer.correlation_id = (trigger.http.header("x-cmq-message-id")
                                    or trigger.http.request_id or observer.correlation_id)
-    answer = _dispatch(trigger, context, observer, started)
-    if trigger.kind != "http" and answer["statusCode"] >= 500:
-        # Nothing was recorded; failing the invocation is what makes SCF and Lambda try again.
-        raise RedeliverLater(json.loads(answer["body"]).get("error", "redeliver later"))
-    return answer
-
-
-def _dispatch(trigger: Trigger, context: Any, observer: Observer, started: float) -> dict[str, Any]:
+    config: Config | None = given.config if given is not None else None
     try:
-        config = Config.from_env()
+        config = config or Config.from_env()
+        if trigger.http is not None:
+            refusal = authenticate(trigger.http, config, _replay_guard, observer)
+            if refusal is not None:
+                return refusal
+        rt = given or runtime(config)
+        deadline = _deadline(context, started)
+        flush_by = Deadline(min(deadline.at, time.time() + HTTP_FLUSH_BUDGET_S))
+        return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions)
     except ConfigError as e:
         observer.error("configuration error", error=str(e))
-        return http_response(500, {"error": f"function misconfigured: {e}"})
-    if trigger.http is not None:
-        verdict = _authenticate(config, trigger, observer)
-        if not verdict.allowed:
-            return http_response(verdict.status, auth.NOT_CONFIGURED if verdict.status == 503
-                                 else auth.UNAUTHORIZED)
-    try:
-        rt = runtime(config)
-    except (ConfigError, PolicyError, ValueError) as e:
-        observer.error("configuration error", error=str(e))
-        return http_response(500, {"error": f"function misconfigured: {e}"})
+        return Answer(500, {"error": f"function misconfigured: {e}"})
     except StoreUnavailable as e:
-        observer.error("ledger unavailable", store=describe_store(config.store), error=str(e))
-        observer.count("ledger.errors")
-        return http_response(503, {"error": "ledger unavailable; redeliver later"})
-    deadline = _deadline(context, started)
-    try:
-        if trigger.kind == "timer":
-            return _sweep(rt, observer, deadline)
-        if trigger.kind == "http":
-            return _http(rt, trigger, observer, deadline)
-        return _messages(rt, trigger, observer, deadline)
-    except StoreUnavailable as e:
+        from handler.ledger import describe_store
+
         # Fail closed: nothing was retried, and a non-2xx makes the platform redeliver later.
-        observer.error("ledger unavailable", store=describe_store(rt.config.store), error=str(e))
+        observer.error("ledger unavailable", store=describe_store(config.store) if config else None,
+                       error=str(e))
         observer.count("ledger.errors")
-        return http_response(503, {"error": "ledger unavailable; redeliver later"})
-
-
-def _refuse(observer: Observer, e: BadInput) -> dict[str, Any]:
-    observer.warning("bad input", error=str(e), status=e.status)
-    observer.count("input.rejected")
-    return http_response(e.status, {"error": str(e)})
-
-
-def _authenticate(config: Config, trigger: Trigger, observer: Observer) -> auth.Verdict:
-    assert trigger.http is not None
-    verdict = auth.authenticate(trigger.http, token=config.auth_token,
-                                hmac_secret=config.auth_hmac_secret, local=config.local,
-                                guard=_replay_guard)
-    if verdict.status == 503:
-        observer.error("HTTP trigger refused: set AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET "
-                       "(or AUTORETRY_LOCAL=true for a local run)", reason=verdict.reason)
-    elif not verdict.allowed:
-        observer.warning("unauthorized request", method=verdict.method, reason=verdict.reason,
-                         path=trigger.http.path)
-        observer.count("auth.refused")
-    return verdict
-
-
-def _http(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline) -> dict[str, Any]:
-    req = trigger.http
-    assert req is not None
-    if req.method == "GET":
-        return http_response(200, {"status": "ok"})
-    if req.method != "POST":
-        return http_response(405, {"error": "use POST"})
-    try:
-        notice, msg_id = read_notice(req.body)
-    except BadInput as e:
-        return _refuse(observer, e)
-    if msg_id and not req.header("x-cmq-message-id"):
-        observer.correlation_id = msg_id
-    accepted, ignored = _accept(rt, [(msg_id, notice)], observer)
-    retried = _flush_soon(rt, observer, deadline, accepted)
-    return http_response(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
-                               "message_id": msg_id or req.header("x-cmq-message-id")})
-
-
-def _messages(rt: Runtime, trigger: Trigger, observer: Observer, deadline: Deadline
-              ) -> dict[str, Any]:
-    notices: list[tuple[str | None, Notice]] = []
-    rejected: list[str] = []
-    for msg_id, body in trigger.messages:
-        try:
-            notice, envelope_id = read_notice(body)
-        except BadInput as e:
-            # A broken record cannot be fixed by redelivery; the others still count.
-            observer.warning("bad input", error=str(e), message_id=msg_id)
-            observer.count("input.rejected")
-            rejected.append(f"{msg_id or '-'}: {e}")
-            continue
-        notices.append((msg_id or envelope_id, notice))
-    if len(trigger.messages) == 1 and notices and notices[0][0]:
-        observer.correlation_id = notices[0][0]
-    if not notices and rejected:
-        return http_response(400, {"error": "; ".join(rejected)[:1000]})
-    accepted, ignored = _accept(rt, notices, observer)
-    retried = _flush_soon(rt, observer, deadline, accepted)
-    return http_response(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
-                               "rejected": rejected})
-
-
-def _accept(rt: Runtime, notices: list[tuple[str | None, Notice]], observer: Observer
-            ) -> tuple[int, int]:
-    """Put every job-failure event in the ledger; durable when this returns."""
-    retrier = rt.retrier(observer)
-    accepted = ignored = 0
-    for msg_id, notice in notices:
-        for ev in notice.Events:
-            if not ev.is_job_failure or ev.Batch.JobId is None:
-                ignored += 1
-                continue
-            job = JobRef(ev.Region or rt.config.default_region, ev.Batch.JobId)
-            retrier.enqueue(job, ev.EventName, ev.vars)
-            observer.info("notice accepted", job=job.job_id, region=job.region, event=ev.EventName,
-                          message_id=msg_id)
-            accepted += 1
-    return accepted, ignored
-
-
-def _flush_soon(rt: Runtime, observer: Observer, deadline: Deadline, accepted: int) -> list[str]:
-    """Group commit: unless another instance is already draining, drain what is due (ours and
-    others') at the API's pace."""
-    if not accepted:
-        return []
-    budget = Deadline(min(deadline.at, time.time() + HTTP_FLUSH_BUDGET_S))
-    try:
-        return rt.retrier(observer).pump(budget).retried
-    except Exception as e:  # the notice is already durable; the next flush or sweep picks it up
-        observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
-        return []
-
-
-def _sweep(rt: Runtime, observer: Observer, deadline: Deadline) -> dict[str, Any]:
-    report = rt.retrier(observer).sweep(deadline)
-    observer.info("sweep done", taken=report.taken, retried=len(report.retried),
-                  stopped=report.stopped)
-    return http_response(200, {"taken": report.taken, "retried": report.retried,
-                               "stopped": report.stopped})
+        return Answer(503, {"error": "ledger unavailable; redeliver later"})

@@ -58,7 +58,6 @@ class Config:
     dry_run: bool
     retention_s: float
     api_speedup: float
-    store_is_fallback: bool = False
 
     @property
     def default_region(self) -> str:
@@ -72,9 +71,8 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
         store = env.get("AUTORETRY_STORE", "").strip()
-        fallback = False
         if not store:
-            store, fallback = (CLOUD_FALLBACK_STORE, True) if in_cloud(env) else (LOCAL_STORE, False)
+            store = CLOUD_FALLBACK_STORE if in_cloud(env) else LOCAL_STORE
         regions = tuple(r.strip() for r in env.get("AUTORETRY_REGION", "ap-guangzhou").split(",")
                         if r.strip())
         for r in regions or ("",):
@@ -99,5 +97,4 @@ class Config:
             dry_run=_flag(env, "AUTORETRY_DRY_RUN"),
             retention_s=_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
             api_speedup=_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),
-            store_is_fallback=fallback,
         )

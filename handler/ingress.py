@@ -1,4 +1,4 @@
-"""Unwrapping every trigger shape into notices, and answering in each platform's shape.
+"""Unwrapping every trigger shape into notices, authenticating HTTP callers, and answering.
 
 Shapes: SCF API Gateway (integration request), AWS HTTP API v2 / Function URL, AWS REST API v1,
 legacy SCF CMQ trigger (`Records[].CMQ`), SCF timer and AWS scheduled events, and a raw notice or
@@ -12,12 +12,19 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
+from handler import auth
+from handler.jobs import JobRef
 from handler.notices import KNOWN_EVENTS, Notice, PushEnvelope
+from handler.observe import Observer
+
+if TYPE_CHECKING:
+    from handler.config import Config
+    from handler.retrier import Deadline, Retrier
 
 MAX_BODY_BYTES = 1024 * 1024  # a TDMQ-CMQ message is at most 1024 KB
 MAX_JSON_DEPTH = 32
@@ -51,7 +58,6 @@ class Trigger:
     kind: str  # "http" | "cmq" | "timer" | "direct"
     http: HttpRequest | None = None
     messages: list[tuple[str | None, str]] = field(default_factory=list)  # (message id, body)
-    platform: str = "scf"  # which response shape the caller expects: "scf" | "aws"
 
 
 def _text(value: Any) -> str | None:
@@ -123,15 +129,14 @@ def classify_event(event: Any) -> Trigger:
         return Trigger("http", HttpRequest(
             str(rc["http"].get("method", "")).upper(), str(event.get("rawPath") or "/"),
             _lower(event.get("headers")), _query(event, "queryStringParameters"),
-            _body_bytes(event), _text(rc.get("requestId"))), platform="aws")
+            _body_bytes(event), _text(rc.get("requestId"))))
     if "httpMethod" in event and ("requestContext" in event or "headers" in event):
         # SCF API Gateway sends queryString; AWS REST v1 sends queryStringParameters.
-        platform = "scf" if "queryString" in event or "headerParameters" in event else "aws"
         request_id = rc.get("requestId") if isinstance(rc, dict) else None
         return Trigger("http", HttpRequest(
             str(event.get("httpMethod", "")).upper(), str(event.get("path") or "/"),
             _lower(event.get("headers")), _query(event, "queryString", "queryStringParameters"),
-            _body_bytes(event), _text(request_id)), platform=platform)
+            _body_bytes(event), _text(request_id)))
     records = event.get("Records")
     if isinstance(records, list) and records and all(
         isinstance(r, dict) and isinstance(r.get("CMQ"), dict) for r in records
@@ -143,7 +148,7 @@ def classify_event(event: Any) -> Trigger:
     if event.get("Type") == "Timer" or event.get("detail-type") == "Scheduled Event" or (
         event.get("source") == "aws.events"
     ):
-        return Trigger("timer", platform="aws" if "detail-type" in event else "scf")
+        return Trigger("timer")
     if "Events" in event or "msgBody" in event:
         return Trigger("direct", messages=[(_text(event.get("msgId")), json.dumps(event))])
     raise BadInput("unrecognised event: expected an HTTP trigger, Records[].CMQ, a timer, or a "
@@ -244,13 +249,129 @@ def _first_error(e: ValidationError) -> str:
     return f"{where}: {err['msg']}"[:300]
 
 
-def http_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    """Every answer has this shape: SCF's API Gateway integration response and AWS's proxy response
-    (REST v1, HTTP API v2, Function URL) are the same four fields, and a queue or timer invocation
-    only logs it."""
-    return {
-        "isBase64Encoded": False,
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(body),
-    }
+@dataclass(frozen=True)
+class Answer:
+    """What the function answers: a status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+    def as_platform(self) -> dict[str, Any]:
+        """SCF's API Gateway integration response and AWS's proxy response (REST v1, HTTP API v2,
+        Function URL) are the same four fields; a queue or timer invocation only logs it."""
+        return {
+            "isBase64Encoded": False,
+            "statusCode": self.status,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(self.body),
+        }
+
+
+def refuse(observer: Observer, e: BadInput) -> Answer:
+    observer.warning("bad input", error=str(e), status=e.status)
+    observer.count("input.rejected")
+    return Answer(e.status, {"error": str(e)})
+
+
+def authenticate(req: HttpRequest, config: Config, guard: auth.ReplayGuard, observer: Observer
+                 ) -> Answer | None:
+    """The refusal for a caller that may not reach the function; None when it may."""
+    verdict = auth.authenticate(req, token=config.auth_token, hmac_secret=config.auth_hmac_secret,
+                                local=config.local, guard=guard)
+    if verdict.allowed:
+        return None
+    if verdict.status == 503:
+        observer.error("HTTP trigger refused: set AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET "
+                       "(or AUTORETRY_LOCAL=true for a local run)", reason=verdict.reason)
+        return Answer(503, auth.NOT_CONFIGURED)
+    observer.warning("unauthorized request", method=verdict.method, reason=verdict.reason,
+                     path=req.path)
+    observer.count("auth.refused")
+    return Answer(verdict.status, auth.UNAUTHORIZED)
+
+
+def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: Deadline,
+            flush_by: Deadline, regions: tuple[str, ...]) -> Answer:
+    """Handle an authenticated trigger: a timer sweeps until `deadline`; notices are put in the
+    ledger, then flushed until `flush_by`. `regions[0]` stands for a notice that names none."""
+    if trigger.kind == "timer":
+        report = retrier.sweep(deadline)
+        observer.info("sweep done", taken=report.taken, retried=len(report.retried),
+                      stopped=report.stopped)
+        return Answer(200, {"taken": report.taken, "retried": report.retried,
+                            "stopped": report.stopped})
+    if trigger.http is not None:
+        return _http(trigger.http, retrier, observer, flush_by, regions)
+    return _messages(trigger.messages, retrier, observer, flush_by, regions)
+
+
+def _http(req: HttpRequest, retrier: Retrier, observer: Observer, flush_by: Deadline,
+          regions: tuple[str, ...]) -> Answer:
+    if req.method == "GET":
+        return Answer(200, {"status": "ok"})
+    if req.method != "POST":
+        return Answer(405, {"error": "use POST"})
+    try:
+        notice, msg_id = read_notice(req.body)
+    except BadInput as e:
+        return refuse(observer, e)
+    if msg_id and not req.header("x-cmq-message-id"):
+        observer.correlation_id = msg_id
+    accepted, ignored = _accept(retrier, [(msg_id, notice)], observer, regions)
+    retried = _flush_soon(retrier, observer, flush_by, accepted)
+    return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
+                        "message_id": msg_id or req.header("x-cmq-message-id")})
+
+
+def _messages(messages: list[tuple[str | None, str]], retrier: Retrier, observer: Observer,
+              flush_by: Deadline, regions: tuple[str, ...]) -> Answer:
+    notices: list[tuple[str | None, Notice]] = []
+    rejected: list[str] = []
+    for msg_id, body in messages:
+        try:
+            notice, envelope_id = read_notice(body)
+        except BadInput as e:
+            # A broken record cannot be fixed by redelivery; the others still count.
+            observer.warning("bad input", error=str(e), message_id=msg_id)
+            observer.count("input.rejected")
+            rejected.append(f"{msg_id or '-'}: {e}")
+            continue
+        notices.append((msg_id or envelope_id, notice))
+    if len(messages) == 1 and notices and notices[0][0]:
+        observer.correlation_id = notices[0][0]
+    if not notices and rejected:
+        return Answer(400, {"error": "; ".join(rejected)[:1000]})
+    accepted, ignored = _accept(retrier, notices, observer, regions)
+    retried = _flush_soon(retrier, observer, flush_by, accepted)
+    return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
+                        "rejected": rejected})
+
+
+def _accept(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,
+            regions: tuple[str, ...]) -> tuple[int, int]:
+    """Put every job-failure event in the ledger; durable when this returns."""
+    accepted = ignored = 0
+    for msg_id, notice in notices:
+        for ev in notice.Events:
+            if not ev.is_job_failure or ev.Batch.JobId is None:
+                ignored += 1
+                continue
+            job = JobRef(ev.Region or regions[0], ev.Batch.JobId)
+            retrier.enqueue(job, ev.EventName, ev.vars)
+            observer.info("notice accepted", job=job.job_id, region=job.region, event=ev.EventName,
+                          message_id=msg_id)
+            accepted += 1
+    return accepted, ignored
+
+
+def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accepted: int
+                ) -> list[str]:
+    """Group commit: unless another instance is already draining, drain what is due (ours and
+    others') at the API's pace."""
+    if not accepted:
+        return []
+    try:
+        return retrier.pump(flush_by).retried
+    except Exception as e:  # the notice is already durable; the next flush or sweep picks it up
+        observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
+        return []

@@ -8,9 +8,13 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from handler.app import Runtime
 
 
 def apigw_event(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -38,16 +42,18 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 65536
     disable_nagle_algorithm = True
     time_limit_ms = 60000  # as deployed: serverless.yml gives the function 60 s
+    runtime: Callable[[], Runtime] | None = None  # the parts to use instead of the environment's
 
     def _dispatch(self) -> None:
-        from handler.app import main_handler
+        from handler.app import handle
 
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         event = apigw_event(self.command, self.path, dict(self.headers.items()), body)
         context = {"request_id": uuid.uuid4().hex, "time_limit_in_ms": self.time_limit_ms,
                    "function_name": "batch-autoretry-local"}
-        result = main_handler(event, context)
+        result = handle(event, context, platform="scf",
+                        runtime=self.runtime() if self.runtime is not None else None)
         status = int(result.get("statusCode", 200))
         out = str(result.get("body", json.dumps(result))).encode()
         self.send_response(status)
@@ -64,9 +70,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the function logs every decision itself
 
 
-def start(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """Start the endpoint in a background thread (for the demo and tests)."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+def start(host: str = "127.0.0.1", port: int = 0, runtime: Callable[[], Runtime] | None = None
+          ) -> ThreadingHTTPServer:
+    """Start the endpoint in a background thread (for the demo and tests). `runtime`, when given,
+    supplies the parts each request is handled with."""
+    handler = type("_Handler", (_Handler,), {"runtime": staticmethod(runtime)}) if runtime else _Handler
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -35,9 +35,6 @@ __all__ = [
     "open_store",
 ]
 
-DEFAULT_STORE = "sqlite:///var/autoretry.db"
-
-
 def describe_store(url: str) -> str:
     """The store's URL without credentials, for logs and errors."""
     parsed = urlparse(url)

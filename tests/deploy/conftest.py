@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +31,54 @@ def scf_context(seconds: float = 15.0) -> dict[str, Any]:
     return {"request_id": str(uuid.uuid4()), "time_limit_in_ms": int(seconds * 1000)}
 
 
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def recent_end(ago: float = 5.0) -> str:
     """An EndTime a few seconds ago, as DescribeJobs reports it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - ago))
 
 
 @pytest.fixture
-def fake_batch(function_env: Path, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
-    """Every runtime the entry points build talks to this fake instead of the Batch API."""
-    gw = FakeGateway()
-    build = app.build_runtime
+def fake_batch(function_env: Path) -> FakeGateway:
+    """The Batch API every delivery through `function` talks to."""
+    return FakeGateway()
 
-    def build_with_fake(config: Config) -> app.Runtime:
-        rt = build(config)
-        rt.gateway = gw
-        return rt
 
-    monkeypatch.setattr(app, "build_runtime", build_with_fake)
-    return gw
+class Deployed:
+    """Both entry points, wired to a gateway as the platform would call them. The parts are built
+    from the environment at the first delivery (fixtures may still set variables before it) and
+    rebuilt when it changes, as a warm instance would."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self._built: app.Runtime | None = None
+
+    def runtime(self) -> app.Runtime:
+        config = Config.from_env()
+        if self._built is None or self._built.config != config:
+            self.close()
+            self._built = app.build_runtime(config, gateway=self.gateway)
+        return self._built
+
+    def main_handler(self, event: Any, context: Any = None) -> dict[str, Any]:
+        return app.handle(event, context, platform="scf", runtime=self.runtime())
+
+    def lambda_handler(self, event: Any, context: Any = None) -> dict[str, Any]:
+        return app.handle(event, context, platform="aws", runtime=self.runtime())
+
+    def close(self) -> None:
+        if self._built is not None:
+            self._built.close()
+            self._built = None
+
+
+@pytest.fixture
+def function(fake_batch: FakeGateway) -> Iterator[Deployed]:
+    deployed = Deployed(fake_batch)
+    yield deployed
+    deployed.close()

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from handler import app
-from handler.config import Config
 from handler.notices import JOB_ID_PATTERN
 from tests.core.fakes import FakeGateway
 
-from .conftest import LambdaContext, recent_end, scf_context
+from .conftest import Deployed, LambdaContext, closed_port, recent_end, scf_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TOKEN = "sample-token"
@@ -56,10 +55,15 @@ EXPECTED: dict[str, Expect] = {
 }
 
 
-ENTRY_POINTS: dict[str, tuple[Callable[[Any, Any], dict[str, Any]], Callable[[], Any]]] = {
-    "main_handler": (app.main_handler, scf_context),
-    "lambda_handler": (app.lambda_handler, LambdaContext),
+ENTRY_POINTS: dict[str, Callable[[], Any]] = {  # entry point -> the context its platform passes
+    "main_handler": scf_context,
+    "lambda_handler": LambdaContext,
 }
+
+
+def entry_point(function: Deployed, entry: str
+                ) -> tuple[Callable[[Any, Any], dict[str, Any]], Callable[[], Any]]:
+    return getattr(function, entry), ENTRY_POINTS[entry]
 
 
 @pytest.fixture
@@ -86,12 +90,12 @@ def test_sample_job_ids_are_well_formed(name: str) -> None:
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_sample_is_answered_in_the_platform_shape_and_retried_once(
-    gateway: FakeGateway, name: str, entry: str
+    gateway: FakeGateway, function: Deployed, name: str, entry: str
 ) -> None:
     expect = EXPECTED[name]
     for job in expect.retried:
         gateway.fail(job, recent_end())
-    handler, context = ENTRY_POINTS[entry]
+    handler, context = entry_point(function, entry)
     event = json.loads((EVENTS / name).read_text())
 
     answer = handler(event, context())
@@ -112,10 +116,11 @@ def test_sample_is_answered_in_the_platform_shape_and_retried_once(
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
-def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, entry: str) -> None:
+def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, function: Deployed,
+                                                 entry: str) -> None:
     gateway.fail("job-a1b2c3d4", recent_end())
     gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"
-    handler, context = ENTRY_POINTS[entry]
+    handler, context = entry_point(function, entry)
     event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
     assert handler(event, context())["statusCode"] == 200
     gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"  # the same failure, still reported FAILED
@@ -126,31 +131,21 @@ def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, entry: st
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 @pytest.mark.parametrize("name", ["scf-cmq-records.json", "scf-timer.json", "direct-notice.json"])
 def test_queue_and_timer_deliveries_fail_the_invocation_when_the_ledger_is_down(
-    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, name: str, entry: str
+    gateway: FakeGateway, function: Deployed, monkeypatch: pytest.MonkeyPatch, name: str, entry: str
 ) -> None:
     # These platforms redeliver only when the function fails: a 503 in the answer would lose it.
-    from handler.ledger import StoreUnavailable
-
-    def unavailable(config: Config) -> app.Runtime:
-        raise StoreUnavailable("connection refused")
-
-    monkeypatch.setattr(app, "build_runtime", unavailable)
-    handler, context = ENTRY_POINTS[entry]
+    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
+    handler, context = entry_point(function, entry)
     with pytest.raises(app.RedeliverLater, match="ledger unavailable"):
         handler(json.loads((EVENTS / name).read_text()), context())
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_http_delivery_gets_503_when_the_ledger_is_down(
-    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, entry: str
+    gateway: FakeGateway, function: Deployed, monkeypatch: pytest.MonkeyPatch, entry: str
 ) -> None:
-    from handler.ledger import StoreUnavailable
-
-    def unavailable(config: Config) -> app.Runtime:
-        raise StoreUnavailable("connection refused")
-
-    monkeypatch.setattr(app, "build_runtime", unavailable)
-    handler, context = ENTRY_POINTS[entry]
+    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
+    handler, context = entry_point(function, entry)
     answer = handler(json.loads((EVENTS / "aws-httpapi-v2.json").read_text()), context())
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"]) == {"error": "ledger unavailable; redeliver later"}

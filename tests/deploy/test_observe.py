@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from handler import app
 from handler.observe import METRICS, NAMESPACE, SKIPS_BY_REASON, Observer
 from tests.core.fakes import FakeGateway
 
-from .conftest import LambdaContext, recent_end, scf_context
+from .conftest import Deployed, LambdaContext, closed_port, recent_end, scf_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +61,11 @@ def test_fields_named_like_credentials_are_masked(capsys: pytest.CaptureFixture[
 
 
 def test_push_decisions_are_logged_under_the_push_message_id(
-    fake_batch: FakeGateway, capsys: pytest.CaptureFixture[str]
+    fake_batch: FakeGateway, function: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_batch.fail("job-a1b2c3d4", recent_end())
     event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
-    assert app.main_handler(event, scf_context())["statusCode"] == 200
+    assert function.main_handler(event, scf_context())["statusCode"] == 200
     decisions = [line for line in lines(capsys.readouterr().out) if line["message"] == "decision"]
     assert len(decisions) == 1
     d = decisions[0]
@@ -75,11 +74,11 @@ def test_push_decisions_are_logged_under_the_push_message_id(
 
 
 def test_lambda_invocation_writes_emf_with_every_metric(
-    fake_batch: FakeGateway, capsys: pytest.CaptureFixture[str]
+    fake_batch: FakeGateway, function: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_batch.fail("job-e5f6a7b8", recent_end())
     event = json.loads((EVENTS / "aws-httpapi-v2.json").read_text())
-    assert app.lambda_handler(event, LambdaContext())["statusCode"] == 200
+    assert function.lambda_handler(event, LambdaContext())["statusCode"] == 200
     blobs = emf_blobs(capsys.readouterr().out)
     assert len(blobs) == 1
     blob = blobs[0]
@@ -93,11 +92,11 @@ def test_lambda_invocation_writes_emf_with_every_metric(
 
 
 def test_lambda_emf_counts_skips_by_reason(
-    fake_batch: FakeGateway, capsys: pytest.CaptureFixture[str]
+    fake_batch: FakeGateway, function: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_batch.fail("job-a1b2c3d4", recent_end(), state="RUNNING")  # not failed any more
     event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
-    app.lambda_handler(event, LambdaContext())
+    function.lambda_handler(event, LambdaContext())
     blobs = emf_blobs(capsys.readouterr().out)
     by_reason = [b for b in blobs if SKIPS_BY_REASON in b]
     assert [(b["reason"], value(b, SKIPS_BY_REASON)) for b in by_reason] == [("not_failed", 1)]
@@ -107,27 +106,22 @@ def test_lambda_emf_counts_skips_by_reason(
 
 
 def test_lambda_counts_ledger_errors(
-    fake_batch: FakeGateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    function: Deployed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from handler.config import Config
-    from handler.ledger import StoreUnavailable
-
-    def unavailable(config: Config) -> app.Runtime:
-        raise StoreUnavailable("connection refused")
-
-    monkeypatch.setattr(app, "build_runtime", unavailable)
+    # A Redis ledger on a port nobody listens on: every call to it fails.
+    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
     event = json.loads((EVENTS / "aws-httpapi-v2.json").read_text())
-    assert app.lambda_handler(event, LambdaContext())["statusCode"] == 503
+    assert function.lambda_handler(event, LambdaContext())["statusCode"] == 503
     (blob,) = emf_blobs(capsys.readouterr().out)
     assert value(blob, "LedgerErrors") == 1
 
 
 def test_scf_invocation_writes_one_metrics_line_and_no_emf(
-    fake_batch: FakeGateway, capsys: pytest.CaptureFixture[str]
+    fake_batch: FakeGateway, function: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_batch.fail("job-a1b2c3d4", recent_end())
     event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
-    app.main_handler(event, scf_context())
+    function.main_handler(event, scf_context())
     out = capsys.readouterr().out
     assert emf_blobs(out) == []
     metrics = [line for line in lines(out) if line["message"] == "metrics"]
@@ -146,7 +140,8 @@ def test_importing_the_entry_module_does_not_import_powertools() -> None:
 
 
 def test_a_failure_to_write_metrics_does_not_change_the_answer(
-    fake_batch: FakeGateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_batch: FakeGateway, function: Deployed, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from handler import observe
 
@@ -156,5 +151,5 @@ def test_a_failure_to_write_metrics_does_not_change_the_answer(
     monkeypatch.setattr(observe, "_write_emf", broken)
     fake_batch.fail("job-e5f6a7b8", recent_end())
     event = json.loads((EVENTS / "aws-httpapi-v2.json").read_text())
-    assert app.lambda_handler(event, LambdaContext())["statusCode"] == 200
+    assert function.lambda_handler(event, LambdaContext())["statusCode"] == 200
     assert any(line["message"] == "metrics not written" for line in lines(capsys.readouterr().out))

@@ -120,6 +120,7 @@ SMOKE = """
 import json, sys, time
 import index
 from handler import app
+from handler.config import Config
 from handler.jobs import JobView
 
 class Batch:  # the Batch API, in memory: every job FAILED a few seconds ago until retried
@@ -135,11 +136,10 @@ class Batch:  # the Batch API, in memory: every job FAILED a few seconds ago unt
     def retry_jobs(self, region, ids): self.retried += ids; return "req-1"
 
 batch = Batch()
-build = app.build_runtime
-def build_with_fake(config):
-    rt = build(config); rt.gateway = batch; return rt
-app.build_runtime = build_with_fake
-answers = [index.main_handler(json.load(open(p)), {"request_id": "smoke", "time_limit_in_ms": 15000})
+rt = app.build_runtime(Config.from_env(), gateway=batch)
+assert index.main_handler is app.main_handler
+answers = [app.handle(json.load(open(p)), {"request_id": "smoke", "time_limit_in_ms": 15000},
+                      platform="scf", runtime=rt)
            for p in sys.argv[1:]]
 print(json.dumps({"python": sys.version_info[:2], "status": [a["statusCode"] for a in answers],
                   "retried": batch.retried}))

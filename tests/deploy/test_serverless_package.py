@@ -18,7 +18,7 @@ import pytest
 from handler import app
 from tests.core.fakes import FakeGateway
 
-from .conftest import LambdaContext, recent_end
+from .conftest import Deployed, LambdaContext, recent_end
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".serverless"
@@ -175,7 +175,7 @@ def recorded_calls(template: dict[str, Any], fake_batch: FakeGateway,
 
 
 def test_every_dynamodb_call_the_function_makes_is_allowed_by_its_role(
-    template: dict[str, Any], recorded_calls: set[str], fake_batch: FakeGateway
+    template: dict[str, Any], recorded_calls: set[str], fake_batch: FakeGateway, function: Deployed
 ) -> None:
     fake_batch.fail("job-e5f6a7b8", recent_end())
     fake_batch.fail("job-1b2c3d4e", recent_end())
@@ -183,7 +183,7 @@ def test_every_dynamodb_call_the_function_makes_is_allowed_by_its_role(
     fake_batch.fail("job-5weep001", recent_end())
     for sample in ("aws-httpapi-v2.json", "aws-httpapi-v2.json", "scf-cmq-records.json",
                    "aws-scheduled-event.json"):
-        answer = app.lambda_handler(json.loads((EVENTS / sample).read_text()), LambdaContext())
+        answer = function.lambda_handler(json.loads((EVENTS / sample).read_text()), LambdaContext())
         assert answer["statusCode"] == 200, answer
     assert sorted(j for batch in fake_batch.retried for j in batch) == [
         "job-1b2c3d4e", "job-2c3d4e5f", "job-5weep001", "job-e5f6a7b8"]
