@@ -8,6 +8,7 @@ is ingress's business.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ if TYPE_CHECKING:
     from handler.retrier import Deadline, Retrier, Settings
 
 DEFAULT_TIME_LIMIT_S = 30.0
-# The invocation that wins the drainer lease keeps draining for the whole fleet until the queue is
-# empty or this budget ends. Its own push may time out at the topic and be redelivered meanwhile
-# (a duplicate the ledger absorbs); what matters is that a burst's tail is retried now, not at the
-# next timer. The function's timeout bounds it further (serverless.yml sets 60 s).
-HTTP_FLUSH_BUDGET_S = 55.0
+# An HTTP push is answered within 10 s of its start (the topic gives up after ~15 s and pushes
+# again): the invocation that wins the drainer lease drains for the fleet for 8 s at most, then
+# hands what is still due to a continuation (handler.continuation), which nobody waits for.
+HTTP_FLUSH_BUDGET_S = 8.0
+# Invocations nobody waits on (a continuation, a queue or direct invocation) drain this long at
+# most; the function's timeout bounds them further (serverless.yml sets 60 s).
+FLUSH_BUDGET_S = 55.0
 TIME_RESERVE_S = 1.0
 
 
@@ -75,27 +78,20 @@ def _load_policy(spec: str | None) -> Policy:
 
 def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtime:
     """The parts for `config`; `gateway` replaces the Batch API client (tests, benches)."""
-    from handler.gateway import RATE_LIMITS, BatchGateway
+    from handler.gateway import BatchGateway
     from handler.ledger import Ledger, open_store
     from handler.retrier import Settings
 
     policy = _load_policy(config.policy)  # before the store: a bad policy leaves nothing open
     store = open_store(config.store)
-    # AUTORETRY_API_SPEEDUP (emulator only) scales every pace. A claim's lease always outlasts a
-    # RetryJobs call by a wide margin: the lease is what keeps a second caller out.
-    speedup = max(config.api_speedup, 1.0)
-    timeout_s = max(1.0, 5.0 / speedup)
-    rates = {a: r * config.api_speedup for a, r in RATE_LIMITS.items()}
-    settings = Settings(dry_run=config.dry_run, rates=rates, window_s=1.0 / config.api_speedup,
-                        regions=config.regions,
-                        lease_s=max(3 * timeout_s + 2, 60.0 / speedup),
-                        recheck_s=30.0 / speedup, backoff_base_s=1.0 / speedup,
-                        backoff_cap_s=60.0 / speedup)
+    # AUTORETRY_API_SPEEDUP (emulator only) scales every pace.
+    settings = Settings.scaled(config.api_speedup, dry_run=config.dry_run, regions=config.regions)
     return Runtime(
         config=config,
         ledger=Ledger(store, retention_s=config.retention_s),
         gateway=gateway or BatchGateway(endpoint=config.batch_endpoint,
-                                        protocol=config.batch_protocol, timeout_s=timeout_s),
+                                        protocol=config.batch_protocol,
+                                        timeout_s=settings.call_timeout_s),
         policy=policy,
         settings=settings,
     )
@@ -168,6 +164,8 @@ def handle(event: Any, context: Any, platform: str = "scf", runtime: Runtime | N
         except BadInput as e:
             return refuse(observer, e).as_platform()
         answer = _answer(trigger, context, observer, started, runtime)
+        if answer.more_due:
+            _continue(platform, context, observer, runtime)
     finally:
         observer.flush_metrics()
     if trigger.kind != "http" and answer.status >= 500:
@@ -192,7 +190,8 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
                 return refusal
         rt = given or runtime(config)
         deadline = _deadline(context, started)
-        flush_by = Deadline(min(deadline.at, time.time() + HTTP_FLUSH_BUDGET_S))
+        budget = HTTP_FLUSH_BUDGET_S if trigger.kind == "http" else FLUSH_BUDGET_S
+        flush_by = Deadline(min(deadline.at, started + budget))
         return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions)
     except ConfigError as e:
         observer.error("configuration error", error=str(e))
@@ -205,3 +204,32 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
                        error=str(e))
         observer.count("ledger.errors")
         return Answer(503, {"error": "ledger unavailable; redeliver later"})
+
+
+def _continue(platform: str, context: Any, observer: Observer, given: Runtime | None) -> None:
+    """Hand the work still due to an asynchronous run of this function. In the cloud the platform
+    runs it; locally (`serve`, the benches) a thread of this process does. If it cannot start,
+    the timer drains what is due: nothing is lost."""
+    from handler.config import in_cloud
+    from handler.continuation import ContinuationError, ThreadContinuation, for_invocation
+
+    if in_cloud(os.environ):
+        continuation = for_invocation(platform, context)
+    else:
+        def run(event: dict[str, Any]) -> object:
+            try:
+                return handle(event, {"time_limit_in_ms": FLUSH_BUDGET_S * 1000}, platform, given)
+            except RedeliverLater as e:  # the ledger failed: the timer drains what is due
+                observer.error("continuation failed; the timer will drain what is due",
+                               error=str(e))
+                return None
+        continuation = ThreadContinuation(run)
+    if continuation is None:
+        observer.warning("work still due and no continuation here; the timer will drain it")
+        return
+    try:
+        continuation.start()
+        observer.count("continuations")
+    except ContinuationError as e:
+        observer.error("could not start a continuation; the timer will drain what is due",
+                       error=str(e))

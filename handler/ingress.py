@@ -145,6 +145,8 @@ def classify_event(event: Any) -> Trigger:
         if any(not isinstance(body, str) for _, body in msgs):
             raise BadInput("Records[].CMQ.msgBody must be a string")
         return Trigger("cmq", messages=[(_text(i), str(b)) for i, b in msgs])
+    if event.get("autoretry") == "continue":  # handler.continuation: drain where nobody waits
+        return Trigger("continue")
     if event.get("Type") == "Timer" or event.get("detail-type") == "Scheduled Event" or (
         event.get("source") == "aws.events"
     ):
@@ -255,6 +257,7 @@ class Answer:
 
     status: int
     body: dict[str, Any]
+    more_due: bool = False  # the flush ran out of time with work still due: continue elsewhere
 
     def as_platform(self) -> dict[str, Any]:
         """SCF's API Gateway integration response and AWS's proxy response (REST v1, HTTP API v2,
@@ -294,6 +297,12 @@ def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: De
             flush_by: Deadline, regions: tuple[str, ...]) -> Answer:
     """Handle an authenticated trigger: a timer sweeps until `deadline`; notices are put in the
     ledger, then flushed until `flush_by`. `regions[0]` stands for a notice that names none."""
+    if trigger.kind == "continue":
+        report = retrier.pump(deadline)
+        observer.info("continuation done", taken=report.taken, retried=len(report.retried),
+                      stopped=report.stopped)
+        return Answer(200, {"retried": report.retried, "stopped": report.stopped},
+                      more_due=report.stopped == "time")
     if trigger.kind == "timer":
         report = retrier.sweep(deadline)
         observer.info("sweep done", taken=report.taken, retried=len(report.retried),
@@ -318,9 +327,9 @@ def _http(req: HttpRequest, retrier: Retrier, observer: Observer, flush_by: Dead
     if msg_id and not req.header("x-cmq-message-id"):
         observer.correlation_id = msg_id
     accepted, ignored = _accept(retrier, [(msg_id, notice)], observer, regions)
-    retried = _flush_soon(retrier, observer, flush_by, accepted)
+    retried, more_due = _flush_soon(retrier, observer, flush_by, accepted)
     return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
-                        "message_id": msg_id or req.header("x-cmq-message-id")})
+                        "message_id": msg_id or req.header("x-cmq-message-id")}, more_due)
 
 
 def _messages(messages: list[tuple[str | None, str]], retrier: Retrier, observer: Observer,
@@ -342,9 +351,9 @@ def _messages(messages: list[tuple[str | None, str]], retrier: Retrier, observer
     if not notices and rejected:
         return Answer(400, {"error": "; ".join(rejected)[:1000]})
     accepted, ignored = _accept(retrier, notices, observer, regions)
-    retried = _flush_soon(retrier, observer, flush_by, accepted)
+    retried, more_due = _flush_soon(retrier, observer, flush_by, accepted)
     return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
-                        "rejected": rejected})
+                        "rejected": rejected}, more_due)
 
 
 def _accept(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,
@@ -365,13 +374,15 @@ def _accept(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer
 
 
 def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accepted: int
-                ) -> list[str]:
+                ) -> tuple[list[str], bool]:
     """Group commit: unless another instance is already draining, drain what is due (ours and
-    others') at the API's pace."""
+    others') at the API's pace until `flush_by`. Returns what was retried, and whether work is
+    still due when the time ran out."""
     if not accepted:
-        return []
+        return [], False
     try:
-        return retrier.pump(flush_by).retried
+        report = retrier.pump(flush_by)
     except Exception as e:  # the notice is already durable; the next flush or sweep picks it up
         observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
-        return []
+        return [], False
+    return report.retried, report.stopped == "time"
