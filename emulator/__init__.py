@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from emulator.api import LIMITS, Api, RateLimiter
+from emulator.cmq import Cmq
 from emulator.faults import Faults
 from emulator.fleet import Fleet, Job, Outcome, iso
 from emulator.server import Handler, Server
@@ -39,6 +40,7 @@ class Emulator:
         self.fleet = Fleet(speedup=speedup, run_s=run_s, seed=seed, on_change=self._on_change)
         self.api = Api(self.fleet)
         self.topics = Topics(speedup=speedup, senders=senders)
+        self.cmq = Cmq(self.secrets, self.topics, speedup=speedup, clock=lambda: self.clock())
         self.calls: list[dict[str, Any]] = []
         self.clock = time.time  # the server's clock for signature expiry (tests may skew it)
         self._lock = threading.Lock()

@@ -11,6 +11,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from emulator import cmq
 from emulator.api import VERSION, ApiError
 from emulator.signing import AuthError, verify
 
@@ -46,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(413, {"error": "body too large"})
             return
         body = self.rfile.read(length)
+        if self.path.partition("?")[0] == cmq.PATH:  # TDMQ-CMQ's data-flow API: its own signature
+            self._send(200, emu.cmq.dataflow("POST", self.headers.get("Host", ""), cmq.PATH, body))
+            return
         headers = {k: v for k, v in self.headers.items()}
         action = self.headers.get("X-TC-Action", "")
         region = self.headers.get("X-TC-Region", "")
@@ -84,8 +88,9 @@ class Handler(BaseHTTPRequestHandler):
                 call: dict[str, Any], fault: str | None) -> dict[str, Any]:
         if self.headers.get("Content-Type") != "application/json":
             raise ApiError("InvalidParameter", "Content-Type must be application/json")
-        if self.headers.get("X-TC-Version") != VERSION:
-            raise ApiError("NoSuchVersion", f"X-TC-Version must be {VERSION}")
+        version = self.headers.get("X-TC-Version")
+        if version not in (VERSION, cmq.VERSION):
+            raise ApiError("NoSuchVersion", f"X-TC-Version must be {VERSION} (batch) or {cmq.VERSION} (tdmq)")
         path, _, query = self.path.partition("?")
         verify(emu.secrets, "POST", path, query, headers, body, emu.clock())
         try:
@@ -103,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError("RequestLimitExceeded", f"{action} is limited; slow down")
         if fault == "http_500":
             return {}
-        return emu.api.handle(action, params)
+        return emu.cmq.handle(action, params) if version == cmq.VERSION else emu.api.handle(action, params)
 
     def _send(self, status: int, payload: object, raw: bytes | None = None,
               content_type: str = "application/json") -> None:
