@@ -136,3 +136,15 @@ def enqueue_with(retrier: Retrier, default_region: str, observer: Observer) -> A
                               event=ev.EventName, message_id=msg_id)
 
     return accept
+
+
+def is_pull_tick(event: object) -> bool:
+    """A timer tick that should pull the queue: SCF's timer trigger with the argument `pull`
+    (`Message`), or the EventBridge schedule serverless.yml marks with `detail.autoretry: pull`."""
+    if not isinstance(event, dict):
+        return False
+    if event.get("Type") == "Timer":
+        return str(event.get("Message", "")).strip() == "pull"
+    detail = event.get("detail")
+    return event.get("detail-type") == "Scheduled Event" and isinstance(detail, dict) and \
+        detail.get("autoretry") == "pull"
