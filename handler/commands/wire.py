@@ -182,11 +182,15 @@ def main(argv: list[str]) -> int:
                     help="host[:port] of the TDMQ API (default: Tencent's; $AUTORETRY_TDMQ_ENDPOINT)")
     ap.add_argument("--protocol", default=os.environ.get("AUTORETRY_TDMQ_PROTOCOL", "https"),
                     choices=("https", "http"))
+    ap.add_argument("--allow-https", action="store_true",
+                    help="send an https:// --http URL anyway (the API documents http:// only)")
     ap.add_argument("--dry-run", action="store_true", help="print the calls, make none")
     args = ap.parse_args(argv)
-    if args.http is not None and not args.http.startswith("http://"):
+    if args.http is not None and not args.http.startswith("http://") and not (
+            args.allow_https and args.http.startswith("https://")):
         print("wire: TDMQ-CMQ documents HTTP subscription endpoints as http://… (CreateCmqSubscribe); "
-              "for an https-only endpoint use the queue pull (no --http)", file=sys.stderr)
+              "for an https-only endpoint use the queue pull (no --http), put an HTTP listener (CLB, "
+              "ALB) in front, or try --allow-https", file=sys.stderr)
         return 2
     if not 1 <= args.max_receives <= 1000:
         print("wire: --max-receives takes 1 to 1000", file=sys.stderr)

@@ -134,6 +134,14 @@ def test_an_https_endpoint_is_refused_before_any_call(
     assert tdmq.calls == [] and "queue pull" in capsys.readouterr().err
 
 
+def test_allow_https_sends_it_and_the_api_has_the_last_word(
+    tdmq: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert wire.main(["--http", "https://example.com/events", "--allow-https"]) == 1
+    assert "InvalidParameterValue" in capsys.readouterr().err  # as documented: http:// only
+    assert tdmq.count("CreateCmqSubscribe", error="InvalidParameterValue") == 1
+
+
 def test_a_wrong_key_is_reported_without_creating_anything(
     tdmq: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
