@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
     status = 0
     try:
         while True:
+            started = time.time()
             observer = Observer()
             retrier = rt.retrier(observer)
             deadline = Deadline.after(args.seconds)
@@ -45,8 +46,8 @@ def main(argv: list[str]) -> int:
             status = 1 if report.errors else 0
             if args.once:
                 return status
-            if report.stopped != "empty" or report.errors:
-                time.sleep(1.0)
+            # At most one round a second, whether or not the server long-polls.
+            time.sleep(max(0.0, 1.0 - (time.time() - started)))
     except KeyboardInterrupt:
         return status
     finally:
