@@ -3,7 +3,7 @@
 The data-flow API is not part of Tencent Cloud API 3.0 (the `tdmq` SDK has no receive action): it is
 a form POST to `/v2/index.php` at a per-region address, signed with HmacSHA256 (or SHA1) over
 `METHOD + host + path + "?" + sorted k=v pairs`, base64. Tencent's own Python client for it
-(`qcloud-cmq-sdk`, 0.1, Python 2; a 2020 Python 3 port) is unmaintained, so this is ~150 lines of
+(`qcloud-cmq-sdk`, 0.1, Python 2; a 2020 Python 3 port) is unmaintained, so this is ~240 lines of
 ours on the standard library: no `requests` import on the function's cold path.
 Sources: https://cloud.tencent.com/document/product/1496/61039 (data-flow API),
 https://www.tencentcloud.com/document/product/1111/46418 (BatchReceiveMessage),
