@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from emulator import tags
+from emulator import cmq, tags
 from emulator.api import LIMITS, VERSION, Api, RateLimiter, Service
 from emulator.behaviour import Behaviour
+from emulator.cmq import Cmq
 from emulator.faults import Faults
 from emulator.fleet import Fleet, Job, Outcome, iso
 from emulator.server import Handler, Server
@@ -54,6 +55,8 @@ class Emulator:
         self.services = {VERSION: Service("batch", self.api.handle),
                          tags.VERSION: Service(tags.SERVICE, self.tag_api.handle)}
         self.topics = Topics(speedup=speedup, senders=senders)
+        self.cmq = Cmq(self.secrets, self.topics, speedup=speedup, clock=lambda: self.clock())
+        self.services[cmq.VERSION] = Service("tdmq", self.cmq.handle)
         self.calls: list[dict[str, Any]] = []
         self.clock = time.time  # the server's clock for signature expiry (tests may skew it)
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from emulator import cmq
 from emulator.api import VERSION, ApiError
 from emulator.signing import AuthError, verify
 
@@ -56,6 +57,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(413, {"error": "body too large"})
             return
         body = self.rfile.read(length)
+        if self.path.partition("?")[0] == cmq.PATH:  # TDMQ-CMQ's data-flow API: its own signature
+            self._send(200, emu.cmq.dataflow("POST", self.headers.get("Host", ""), cmq.PATH, body))
+            return
         headers = {k: v for k, v in self.headers.items()}
         action = self.headers.get("X-TC-Action", "")
         region = self.headers.get("X-TC-Region", "")
@@ -96,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError("InvalidParameter", "Content-Type must be application/json")
         service = emu.services.get(self.headers.get("X-TC-Version", ""))
         if service is None:
-            raise ApiError("NoSuchVersion", f"X-TC-Version must be {VERSION}")
+            raise ApiError("NoSuchVersion", f"X-TC-Version must be one of {sorted(emu.services)}")
         path, _, query = self.path.partition("?")
         verify(emu.secrets, "POST", path, query, headers, body, emu.clock(), service=service.name)
         try:

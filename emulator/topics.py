@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class Topics:
     def __init__(self, speedup: float = 1.0, senders: int = 16, owner: int = 1250000000) -> None:
         self.speedup, self.owner = speedup, owner
         self.subscriptions: list[Subscription] = []
+        # Other deliveries of every published message (topic, msg id, message): queue subscriptions.
+        self.sinks: list[Callable[[str, str, str], None]] = []
         self.pushes: list[dict[str, Any]] = []  # every delivery attempt with its answer
         self._queue: queue.PriorityQueue[_Delivery] = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -65,6 +68,8 @@ class Topics:
 
     def publish(self, topic: str, message: str) -> str:
         msg_id = str(next(self._seq) + 6942316962)
+        for sink in list(self.sinks):
+            sink(topic, msg_id, message)
         now = time.time()
         for sub in [s for s in self.subscriptions if s.topic == topic]:
             for copy in range(1 + sub.duplicates):

@@ -16,6 +16,8 @@ commands:
   demo                               emulator + endpoint + a mixed fleet of jobs, then a table
   verify URL [--token T | --hmac-secret S]
                                      send a deployed endpoint a notice, explain its answer
+  pull [--once] [--queue NAME]       pull the TDMQ-CMQ queue into the ledger, then drain
+  wire [--http URL] [--dry-run]      create or check the topic, queue and subscription
 """
 
 
@@ -42,6 +44,9 @@ def main(argv: list[str]) -> int:
     if command == "verify":
         from handler.commands.verify import main as verify
         return verify(rest)
+    if command in ("pull", "wire"):
+        from handler.commands import pull, wire
+        return int((pull if command == "pull" else wire).main(rest))
     if command == "demo":
         from handler.commands.demo import main as demo
         return demo(rest)

@@ -48,25 +48,29 @@ def test_component_is_scf_and_its_handler_is_main_handler(component: dict[str, A
     assert index.main_handler is app.main_handler
 
 
-def test_api_gateway_posts_events_with_integrated_response(component: dict[str, Any]) -> None:
-    (apigw,) = triggers(component, "apigw")
-    (endpoint,) = apigw["endpoints"]
-    assert (endpoint["path"], endpoint["method"]) == ("/events", "POST")
-    assert endpoint["function"]["isIntegratedResponse"] is True
-    assert endpoint["serviceTimeout"] <= 15  # the push's own redelivery timeout
+def test_no_trigger_depends_on_the_retired_api_gateway(component: dict[str, Any]) -> None:
+    kinds = {kind for event in component["inputs"]["events"] for kind in event}
+    assert kinds == {"timer"}  # SCF's API Gateway trigger is offline since 2025-06-30
 
 
-def test_timer_sweeps_every_five_minutes(component: dict[str, Any]) -> None:
-    (timer,) = triggers(component, "timer")
-    second, minute, *rest = timer["cronExpression"].split()
+def test_timers_pull_the_queue_every_minute_and_sweep_every_five(component: dict[str, Any]) -> None:
+    from handler.pull import is_pull_tick
+
+    timers = {t["argument"]: t for t in triggers(component, "timer")}
+    assert set(timers) == {"pull", "sweep"} and all(t["enable"] is True for t in timers.values())
+    assert timers["pull"]["cronExpression"].split() == ["0"] + ["*"] * 6
+    second, minute, *rest = timers["sweep"]["cronExpression"].split()
     assert (second, minute, rest) == ("0", "*/5", ["*"] * 5)
-    assert timer["enable"] is True
+    # SCF hands the argument to the function as the timer event's Message.
+    tick = {"Type": "Timer", "TriggerName": timers["pull"]["name"], "Message": timers["pull"]["argument"]}
+    assert is_pull_tick(tick) and not is_pull_tick(tick | {"Message": "sweep"})
 
 
 def test_environment_names_are_ones_the_function_reads(component: dict[str, Any]) -> None:
-    config_source = (ROOT / "handler" / "config.py").read_text()
+    config_source = "".join((ROOT / "handler" / n).read_text() for n in ("config.py", "cmq.py"))
     names = component["inputs"]["environment"]["variables"]
-    assert "AUTORETRY_STORE" in names and "AUTORETRY_AUTH_TOKEN" in names
+    assert "AUTORETRY_STORE" in names and "AUTORETRY_QUEUE" in names
+    assert names["AUTORETRY_QUEUE_NETWORK"] == "vpc"  # the internal address: free, no public route
     for name in names:
         assert f'"{name}"' in config_source, f"{name} is set but never read"
 
@@ -75,12 +79,17 @@ def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: di
     assert component["inputs"]["role"]
     policy = json.loads((SCF / "cam-policy.json").read_text())
     assert policy["version"] == "2.0"
-    (statement,) = policy["statement"]
+    statement, queue = policy["statement"]
     assert statement["effect"] == "allow"
     assert statement["resource"] == ["*"]
     assert set(statement["action"]) == {"name/batch:RetryJobs", "name/batch:DescribeJob",
                                         "name/batch:DescribeJobs", "name/batch:DescribeTask"}
     assert set(statement["action"]) == {f"name/batch:{action}" for action in RATE_LIMITS}
+    # The queue pull: receive and delete on the one queue, in one region (doc 1111/43005 gives
+    # the resource form); the owner's UIN is filled in when the policy is created.
+    assert queue["effect"] == "allow"
+    assert set(queue["action"]) == {"name/tdmq:BatchReceiveMessage", "name/tdmq:BatchDeleteMessage"}
+    assert queue["resource"] == ["qcs::tdmq:ap-guangzhou:uin/OWNER_UIN:queue/batch-autoretry"]
 
 
 @pytest.fixture(scope="module")

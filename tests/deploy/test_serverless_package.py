@@ -5,6 +5,7 @@ against moto, checked against the role's policy."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_function_runs_lambda_handler_on_python_3_11(template: dict[str, Any]) -> None:
     fns = functions(template)
-    assert set(fns) == {"EventsLambdaFunction", "SweepLambdaFunction"}
+    assert set(fns) == {"EventsLambdaFunction", "PullLambdaFunction", "SweepLambdaFunction"}
     for props in fns.values():
         assert props["Handler"] == "handler.app.lambda_handler"
         assert props["Runtime"] == "python3.11"
@@ -68,10 +69,17 @@ def test_http_api_routes_post_events_to_the_events_function(template: dict[str, 
     assert "EventsLambdaFunction" in json.dumps(integration["Properties"]["IntegrationUri"])
 
 
-def test_sweep_runs_every_five_minutes(template: dict[str, Any]) -> None:
-    (rule,) = resources(template, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
-    assert "SweepLambdaFunction" in json.dumps(rule["Properties"]["Targets"])
+def test_queue_pull_runs_every_minute_and_the_sweep_every_five(template: dict[str, Any]) -> None:
+    rules = {r["Properties"]["ScheduleExpression"]: r["Properties"]["Targets"]
+             for r in resources(template, "AWS::Events::Rule").values()}
+    assert set(rules) == {"rate(1 minute)", "rate(5 minutes)"}
+    (pull,) = rules["rate(1 minute)"]
+    assert pull["Arn"] == {"Fn::GetAtt": ["PullLambdaFunction", "Arn"]}
+    # A scheduled event of the usual shape, marked as the queue pull's tick.
+    assert json.loads(pull["Input"]) == {"source": "aws.events", "detail-type": "Scheduled Event",
+                                         "detail": {"autoretry": "pull"}}
+    assert "SweepLambdaFunction" in json.dumps(rules["rate(5 minutes)"])
+    assert functions(template)["PullLambdaFunction"]["Timeout"] <= 60  # done before the next tick
 
 
 def test_ledger_table_has_ttl_and_the_due_index(template: dict[str, Any]) -> None:
@@ -88,7 +96,8 @@ def test_ledger_table_has_ttl_and_the_due_index(template: dict[str, Any]) -> Non
 
 
 def test_environment_names_are_ones_the_function_reads(template: dict[str, Any]) -> None:
-    config_source = (ROOT / "handler" / "config.py").read_text()
+    config_source = "".join((ROOT / "handler" / name).read_text()
+                            for name in ("config.py", "cmq.py", "secrets.py"))
     gateway_source = (ROOT / "handler" / "gateway.py").read_text()
     table = template["Resources"]["LedgerTable"]["Properties"]["TableName"]
     for props in functions(template).values():
@@ -97,15 +106,57 @@ def test_environment_names_are_ones_the_function_reads(template: dict[str, Any])
         for name in env:
             source = config_source if name.startswith("AUTORETRY_") else gateway_source
             assert f'"{name}"' in source, f"{name} is set but never read"
-        # Secrets are references resolved by CloudFormation at deploy time, never literals.
-        for name in ("AUTORETRY_AUTH_TOKEN", "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"):
-            assert re.fullmatch(r"\{\{resolve:ssm:/batch-autoretry/\w+/[\w-]+\}\}", env[name]), name
+        # The token is a reference resolved by CloudFormation at deploy time, never a literal; the
+        # Tencent key is not in the environment at all, only the name of its SecureString.
+        assert re.fullmatch(r"\{\{resolve:ssm:/batch-autoretry/\w+/[\w-]+\}\}",
+                            env["AUTORETRY_AUTH_TOKEN"])
+        assert not {"TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"} & set(env)
+        assert env["AUTORETRY_TENCENT_KEY_PARAM"] == "/batch-autoretry/dev/tencent-key"
+        assert env["AUTORETRY_QUEUE_NETWORK"] == "public" and env["AUTORETRY_QUEUE"]
+
+
+def role_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_role_may_read_the_one_parameter_holding_the_tencent_key(template: dict[str, Any]) -> None:
+    (statement,) = [s for s in role_statements(template) if any("ssm:" in a for a in s["Action"])]
+    assert statement["Action"] == ["ssm:GetParameter"]
+    (arn,) = statement["Resource"]
+    assert arn == {"Fn::Join": ["", ["arn:aws:ssm:", {"Ref": "AWS::Region"}, ":",
+                                     {"Ref": "AWS::AccountId"}, ":parameter",
+                                     "/batch-autoretry/dev/tencent-key"]]}
+    assert not any(a.startswith(("secretsmanager:", "kms:")) or a == "ssm:*"
+                   for s in role_statements(template) for a in s["Action"])
+
+
+ALB = {"AlbSecurityGroup": "AWS::EC2::SecurityGroup",
+       "AlbLoadBalancer": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+       "AlbInvokePermission": "AWS::Lambda::Permission",
+       "AlbTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+       "AlbHttpListener": "AWS::ElasticLoadBalancingV2::Listener"}
+
+
+def test_alb_with_an_http_listener_exists_only_under_its_condition_off_by_default(
+    template: dict[str, Any]
+) -> None:
+    assert template["Conditions"]["AlbHttp"] == {"Fn::Equals": ["false", "true"]}
+    res = template["Resources"]
+    assert {k: res[k]["Type"] for k in ALB} == ALB
+    assert all(res[k]["Condition"] == "AlbHttp" for k in ALB)
+    assert template["Outputs"]["AlbEventsUrl"]["Condition"] == "AlbHttp"
+    listener = res["AlbHttpListener"]["Properties"]
+    assert (listener["Protocol"], listener["Port"]) == ("HTTP", 80)
+    assert res["AlbTargetGroup"]["Properties"]["TargetType"] == "lambda"
+    assert res["AlbTargetGroup"]["Properties"]["Targets"] == [
+        {"Id": {"Fn::GetAtt": ["EventsLambdaFunction", "Arn"]}}]
+    assert res["AlbInvokePermission"]["Properties"]["Principal"] == "elasticloadbalancing.amazonaws.com"
 
 
 def dynamodb_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
-    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
-    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    return [s for s in statements if any(str(a).startswith("dynamodb:") for a in s["Action"])]
+    return [s for s in role_statements(template)
+            if any(str(a).startswith("dynamodb:") for a in s["Action"])]
 
 
 def test_role_grants_exactly_the_ledger_actions_on_the_table_and_its_index(
@@ -191,3 +242,19 @@ def test_every_dynamodb_call_the_function_makes_is_allowed_by_its_role(
     assert recorded_calls <= set(statement["Action"]), recorded_calls - set(statement["Action"])
     # And nothing more is granted than these deliveries, claims, the due queue and a sweep use.
     assert recorded_calls == set(statement["Action"])
+
+
+# Last in the file: packaging again clears .serverless/, which the tests above read.
+def test_alb_is_switched_on_by_a_deploy_parameter(template: dict[str, Any], tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["npx", "--no-install", "osls", "package", "--package", str(tmp_path),
+         "--param=albHttp=true", "--param=albVpcId=vpc-0123456789abcdef0",
+         "--param=albSubnets=subnet-0123456789abcdef0,subnet-0123456789abcdef1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "SLS_TELEMETRY_DISABLED": "1", "SLS_NOTIFICATIONS_MODE": "off"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    on = json.loads((tmp_path / "cloudformation-template-update-stack.json").read_text())
+    assert on["Conditions"]["AlbHttp"] == {"Fn::Equals": ["true", "true"]}
+    props = on["Resources"]["AlbLoadBalancer"]["Properties"]
+    assert props["Subnets"] == {"Fn::Split": [",", "subnet-0123456789abcdef0,subnet-0123456789abcdef1"]}
+    assert on["Resources"]["AlbSecurityGroup"]["Properties"]["VpcId"] == "vpc-0123456789abcdef0"
