@@ -54,7 +54,7 @@ def test_no_trigger_depends_on_the_retired_api_gateway(component: dict[str, Any]
 
 
 def test_timers_pull_the_queue_every_minute_and_sweep_every_five(component: dict[str, Any]) -> None:
-    from handler.pull import is_pull_tick
+    from handler.ingress import is_pull_tick
 
     timers = {t["argument"]: t for t in triggers(component, "timer")}
     assert set(timers) == {"pull", "sweep"} and all(t["enable"] is True for t in timers.values())
