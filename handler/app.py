@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from handler.ledger import Ledger
     from handler.policy import Policy
     from handler.retrier import Deadline, Retrier, Settings
+    from handler.tags import TagMemory
 
 DEFAULT_TIME_LIMIT_S = 30.0
 # An HTTP push is answered within 10 s of its start (the topic gives up after ~15 s and pushes
@@ -46,12 +47,13 @@ class Runtime:
     gateway: BatchGateway
     policy: Policy
     settings: Settings
+    tags: TagMemory | None = None
 
     def retrier(self, observer: Observer) -> Retrier:
         from handler.retrier import Retrier
 
         return Retrier(self.ledger, self.gateway, self.policy, settings=self.settings,
-                       observer=observer)
+                       observer=observer, tags=self.tags)
 
     def close(self) -> None:
         self.ledger.store.close()
@@ -96,7 +98,24 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
                                         timeout_s=settings.call_timeout_s),
         policy=policy,
         settings=settings,
+        tags=_tag_memory(config, settings),
     )
+
+
+def _tag_memory(config: Config, settings: Settings) -> TagMemory | None:
+    """The retries each job spent, written onto the job (handler.tags), where the account is
+    known: AUTORETRY_ACCOUNT_UIN names it (a job's tag resource carries it)."""
+    uin = os.environ.get("AUTORETRY_ACCOUNT_UIN", "").strip()
+    if not uin or config.dry_run:
+        return None
+    from handler.tags import TagMemory
+
+    # AUTORETRY_TAG_ENDPOINT reaches another Tag service address; a local Batch API (the emulator,
+    # over http) answers for the Tag service too.
+    endpoint = os.environ.get("AUTORETRY_TAG_ENDPOINT", "").strip() or (
+        config.batch_endpoint if config.batch_protocol == "http" else None)
+    return TagMemory(uin, endpoint=endpoint, protocol=config.batch_protocol,
+                     timeout_s=settings.call_timeout_s, rate_per_s=20.0 * config.api_speedup)
 
 
 def runtime(config: Config | None = None) -> Runtime:

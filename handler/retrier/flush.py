@@ -23,10 +23,11 @@ from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
 from handler.ledger.records import with_generation
 from handler.observe import Observer
 from handler.outcomes import GIVE_UP_OUTCOMES, Outcome
-from handler.policy import Action, Failure, JobHistory, Policy, RetryDecision
+from handler.policy import BUDGET, Action, Failure, JobHistory, Policy, RetryDecision
 from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.verify import Decided, check, confirmed_line, log_decision
+from handler.tags import TagMemory, spent_on
 
 
 class Gateway(Protocol):
@@ -63,6 +64,7 @@ class _Candidate:
     decision: RetryDecision
     claimed_at: float
     taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
+    spent_after: int = 0  # the job's budget spent once this retry is made (for its tag)
 
 
 def _epoch(iso: str) -> float:
@@ -72,9 +74,10 @@ def _epoch(iso: str) -> float:
 class Flusher:
     def __init__(self, ledger: Ledger, gateway: Gateway, policy: Policy, settings: Settings,
                  observer: Observer, pacer: Pacer, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, tags: TagMemory | None = None) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings, self.observer, self.pacer = settings, observer, pacer
+        self.tags = tags
         self.clock = clock
         self.rng = rng or random.Random()
 
@@ -149,7 +152,7 @@ class Flusher:
                                   for job, v in current.items()])
         steps: list[Step] = []
         ended: list[tuple[QueueEntry, Decided]] = []
-        claims: list[tuple[QueueEntry, FailureKey, RetryDecision]] = []
+        claims: list[tuple[QueueEntry, FailureKey, RetryDecision, int]] = []
         for entry in entries:
             view, look = current[entry.job], looks.get(entry.job)
             checked = check(entry, view, look, now, self.settings.refail_after_s)
@@ -165,9 +168,13 @@ class Flusher:
             if decided is None:
                 assert checked.failure is not None and view is not None and look is not None
                 decision: RetryDecision | None
+                # The job's own tags remember its spend where the ledger may have forgotten it.
+                floor = spent_on(view.Tags)
+                spent = dict(look.spent.counters)
+                spent[BUDGET] = max(spent.get(BUDGET, 0), floor)
                 try:
-                    decided, decision = self._decide(entry, checked.failure, view, look.spent.counters,
-                                                     deadline, now)
+                    decided, decision = self._decide(entry, checked.failure, view, spent, deadline,
+                                                     now)
                 except OutOfTime:
                     steps.append(self.ledger.defer_step(entry, self.clock()))
                     continue
@@ -176,21 +183,24 @@ class Flusher:
                     steps.append(self._back_off(entry))
                     continue
                 if decision is not None:
-                    claims.append((entry, checked.failure, decision))
+                    claims.append((entry, checked.failure, decision, floor))
                     continue
             assert decided is not None
             steps += self._end_steps(entry, decided)
             ended.append((entry, decided))
-        claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s)
-                                       for _, k, d in claims])[len(steps):]
+        claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s, floor)
+                                       for _, k, d, floor in claims])[len(steps):]
         for entry, decided in ended:
             log_decision(self.observer, entry, decided)
         candidates: list[_Candidate] = []
         after: list[Step] = []
-        for (entry, key, decision), outcome in zip(claims, claimed, strict=True):
+        for (entry, key, decision, floor), outcome in zip(claims, claimed, strict=True):
             if outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
+                before = max(looks[entry.job].spent.spent(BUDGET), floor)
+                fresh = outcome == ClaimOutcome.CLAIMED and decision.counter == BUDGET
                 candidates.append(_Candidate(entry, key, decision, now,
-                                             taken_over=outcome == ClaimOutcome.TAKEN_OVER))
+                                             taken_over=outcome == ClaimOutcome.TAKEN_OVER,
+                                             spent_after=before + (1 if fresh else 0)))
                 continue
             decided = self._refused(key, decision, ClaimOutcome(str(outcome)))
             after += self._end_steps(entry, decided)
@@ -330,6 +340,8 @@ class Flusher:
         for c in batch:
             steps += [self.ledger.retried_step(c.key), self.ledger.finish_step(c.entry)]
         self._apply(steps)
+        if self.tags is not None:  # written on a thread of its own: the next call does not wait
+            self.tags.remember(region, {c.key.job_id: c.spent_after for c in batch})
         for c in batch:
             report.retried.append(c.key.job_id)
             log_decision(self.observer, c.entry, Decided(
