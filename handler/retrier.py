@@ -13,11 +13,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol, TypeVar
 
 from handler.gateway import MAX_IDS_PER_CALL, RATE_LIMITS, ApiError, ErrorKind
-from handler.jobs import FailureKey, JobDetail, JobRef, JobView
+from handler.jobs import FailureKey, JobDetail, JobRef, JobView, iso_epoch
 from handler.ledger import ClaimOutcome, FailureState, Ledger, QueueEntry
 from handler.observe import Observer
 from handler.policy import Action, Failure, Policy, RetryDecision
@@ -91,10 +90,6 @@ class _Candidate:
     decision: RetryDecision
     claimed_at: float
     taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Retrier:
@@ -303,6 +298,12 @@ class Retrier:
                 self.observer.decision(**base, failure_key=str(pending), action="RETRY",
                                        rule="verify", reason="job left the failure after our call",
                                        outcome="confirmed")
+        if current is None and view.bad_end_time:
+            self.ledger.finish(entry)
+            self.observer.decision(**base, failure_key=None, action="SKIP", rule="verify",
+                                   reason=f"bad_end_time: FAILED with EndTime {view.EndTime!r}, "
+                                   "not a time; the failure cannot be keyed", outcome="skipped")
+            return None
         if current is None:
             self.ledger.finish(entry)
             self.observer.decision(**base, failure_key=None, action="SKIP", rule="verify",
@@ -327,19 +328,20 @@ class Retrier:
                                        reason=f"failure {state.lower()} under a lease",
                                        outcome="held")
                 return None
-        failure = Failure(
-            key=current, job=view, history=self.ledger.history(job, deciding=current),
-            event_name=entry.event_name, event_vars=entry.event_vars, now=now,
-            fetch_details=lambda: self._details(job, deadline),
-        )
+        failure = Failure(key=current, job=view, history=self.ledger.history(job, deciding=current),
+                          event_name=entry.event_name, event_vars=entry.event_vars, now=now)
+        if self.policy.wants_details(failure):
+            failure.details = self._details(job, deadline)
         decision = self.policy.decide(failure)
+        for note in decision.notes:
+            self.observer.warning("policy override ignored", **base, ignored=note)
         base.update(rule=decision.rule, reason=decision.reason, action=str(decision.action))
         if decision.action == Action.SKIP:
             self.ledger.record_skip(current, decision.rule, decision.reason)
             self.ledger.finish(entry)
             self.observer.decision(**base, outcome="skipped")
             return None
-        due = _epoch(current.end_time) + decision.delay_s
+        due = iso_epoch(current.end_time) + decision.delay_s
         if due > now:
             self.ledger.defer(entry, due)
             self.observer.decision(**base, outcome="deferred", due_in_s=round(due - now, 3))
@@ -356,7 +358,7 @@ class Retrier:
         if outcome == ClaimOutcome.DUPLICATE:
             self.observer.decision(**base, outcome="duplicate")
             return None
-        reason = (f"max_attempts: {decision.counter} reached its cap of {decision.cap}"
+        reason = (decision.over_cap_reason
                   if outcome == ClaimOutcome.OVER_CAP else "budget_exhausted: fleet retry budget spent")
         self.ledger.record_skip(current, decision.rule, reason)
         self.observer.decision(**base | {"action": "SKIP", "reason": reason}, outcome=str(outcome))
@@ -506,8 +508,8 @@ class Retrier:
     def reconcile(self, deadline: Deadline, progress: Callable[[str], None] | None = None) -> int:
         """List FAILED jobs and enqueue failures the ledger never saw (a lost notice delays a
         retry, never drops it). Returns how many were enqueued."""
-        max_age = float(getattr(self.policy, "max_failure_age_s", 86400.0))
-        in_scope = getattr(self.policy, "in_scope", None)
+        max_age = self.policy.max_failure_age_s
+        in_scope = self.policy.in_scope
         found = 0
         for region in self.settings.regions:
             offset, total, listed = 0, None, 0
@@ -547,7 +549,7 @@ class Retrier:
         fresh: list[tuple[JobView, FailureKey]] = []
         for v in views:
             key = v.failure_key(region)
-            if key is None or now - _epoch(key.end_time) > max_age:
+            if key is None or now - iso_epoch(key.end_time) > max_age:
                 continue
             if in_scope is not None and not in_scope(v):
                 continue
