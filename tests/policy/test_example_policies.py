@@ -78,3 +78,7 @@ def test_per_team_reads_details_only_for_genomics_jobs() -> None:
     assert render.rule == "render" and not read
     oom, read = as_the_retrier(p, failure(tags={"team": "genomics"}, tasks=[("main", [(137, None)])]))
     assert oom.rule == "genomics-oom" and read
+
+
+def test_per_team_tells_operators_when_a_budget_is_spent() -> None:
+    assert example("per-team.yaml").notify_outcomes == {"max_attempts", "budget_exhausted"}
