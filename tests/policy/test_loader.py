@@ -4,6 +4,8 @@ every mistake is reported with its field path and what is allowed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from textwrap import dedent
 
@@ -232,3 +234,14 @@ def test_notify_names_the_give_up_outcomes_that_tell_operators() -> None:
     assert p.notify_outcomes == frozenset({"max_attempts", "budget_exhausted"})
     assert load_policy("version: 1\nnotify: {outcomes: []}\n").notify_outcomes == frozenset()
     assert load_policy("version: 1\n").notify_outcomes is None  # the environment's default
+
+
+def test_the_builtin_default_loads_without_yaml_or_the_rule_models() -> None:
+    # A cold start without AUTORETRY_POLICY should not pay for the policy-file machinery (~40 ms).
+    code = ("import sys; from handler.policy.loader import load_policy; load_policy(None); "
+            "print(sorted(m for m in ('yaml', 'handler.policy.rules', 'handler.policy.engine') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
