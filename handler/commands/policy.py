@@ -173,11 +173,12 @@ def _explain(policy: RulesPolicy, args: argparse.Namespace) -> int:
     event = None if args.event.lower() == "none" else args.event.upper()
     failure = Failure(key=key, job=view, history=history, event_name=event, event_vars=event_vars,
                       now=now, details=detail)
-    if view.JobState != "FAILED" or end_time is None:
-        what = "" if end_time else (f" with EndTime {view.EndTime!r}, not a time" if view.EndTime
-                                    else " with no EndTime")
-        print(f"note: the job is {view.JobState}{what}; the function decides only FAILED jobs with "
-              "an EndTime. Showing the rules as if it had failed now.")
+    if view.bad_end_time:
+        print(f"note: the job is FAILED with EndTime {view.EndTime!r}, not a time: the function "
+              "skips it (bad_end_time). Showing the rules as if it had failed now.")
+    elif view.JobState != "FAILED" or end_time is None:
+        print(f"note: the job is {view.JobState}; the function decides only FAILED jobs. Showing "
+              "the rules as if it had failed.")
     for warning in _tag_warnings(policy, view):
         print(f"warning: {warning}")
     print_explanation(policy, failure, policy.explain(failure), sys.stdout, spent_from)

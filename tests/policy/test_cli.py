@@ -389,3 +389,14 @@ def test_explain_by_job_id_reads_every_page_of_task_instances(
     pages = [(b["Offset"], b["Limit"]) for a, b in batch_api.calls if a == "DescribeTask"]
     assert pages == [(0, 1000), (1000, 1000), (2000, 1000)]
     assert "decision: SKIP by rule 'oom': out of memory" in capsys.readouterr().out
+
+
+def test_explain_of_a_failed_job_without_a_usable_end_time_says_the_function_skips_it(
+        tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    job = tmp_path / "bad.json"
+    job.write_text(json.dumps(describe_job(EndTime="")))
+    assert main(["explain", str(files[0]), "--job", str(job), "--spent", "attempts=0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("note: the job is FAILED with EndTime '', not a time: the function skips it "
+                          "(bad_end_time).")
+    assert "decision: " in out
