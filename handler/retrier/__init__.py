@@ -45,13 +45,22 @@ class Retrier:
     ) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings = settings or Settings()
-        self.observer = observer or Observer()
         self.clock, self.sleep = clock, sleep
         pacer = Pacer(ledger, self.settings, gateway.timeout_s, sleep)
         self.tags = tags
-        self.flusher = Flusher(ledger, gateway, policy, self.settings, self.observer, pacer, clock,
+        self.flusher = Flusher(ledger, gateway, policy, self.settings, Observer(), pacer, clock,
                                rng, tags)
-        self.sweeper = Sweeper(ledger, gateway, policy, self.settings, self.observer, pacer, clock)
+        self.sweeper = Sweeper(ledger, gateway, policy, self.settings, Observer(), pacer, clock)
+        self.observer = observer or Observer()
+
+    @property
+    def observer(self) -> Observer:
+        """Where every part of this retrier logs and counts."""
+        return self.flusher.observer
+
+    @observer.setter
+    def observer(self, observer: Observer) -> None:
+        self.flusher.observer = self.sweeper.observer = observer
 
     def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str]) -> None:
         self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars)

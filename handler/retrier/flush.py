@@ -14,11 +14,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
 from handler.gateway import MAX_IDS_PER_CALL, ApiError, ErrorKind
-from handler.jobs import FailureKey, JobDetail, JobRef, JobView
+from handler.jobs import FailureKey, JobDetail, JobRef, JobView, iso_epoch
 from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
 from handler.ledger.records import with_generation
 from handler.observe import Observer
@@ -65,10 +64,6 @@ class _Candidate:
     claimed_at: float
     taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
     spent_after: int = 0  # the job's budget spent once this retry is made (for its tag)
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Flusher:
@@ -214,13 +209,17 @@ class Flusher:
         """Ask the policy. Returns how the entry ends now, or the RETRY decision to claim."""
         base = with_generation(key, 0)  # the policy sees the failure as the API reports it
         failure = Failure(key=base, job=view, history=JobHistory(counters=dict(spent)),
-                          event_name=entry.event_name, event_vars=entry.event_vars, now=now,
-                          fetch_details=lambda: self._details(entry.job, deadline))
+                          event_name=entry.event_name, event_vars=entry.event_vars, now=now)
+        if self.policy.wants_details(failure):
+            failure.details = self._details(entry.job, deadline)
         decision = self.policy.decide(failure)
+        for note in decision.notes:
+            self.observer.warning("policy override ignored", job=entry.job.job_id,
+                                  region=entry.job.region, failure_key=str(key), ignored=note)
         rule, reason = decision.rule, decision.reason
         if decision.action == Action.SKIP:
             return Decided(Outcome.SKIPPED, "SKIP", rule, reason, key), None
-        due = _epoch(base.end_time) + decision.delay_s
+        due = iso_epoch(base.end_time) + decision.delay_s
         if due > now:
             return Decided(Outcome.DEFERRED, "RETRY", rule, reason, key, due_at=due,
                            extra={"due_in_s": round(due - now, 3)}), None
@@ -234,8 +233,7 @@ class Flusher:
         if outcome == ClaimOutcome.DUPLICATE:
             return Decided(Outcome.DUPLICATE, "RETRY", decision.rule, decision.reason, key)
         if outcome == ClaimOutcome.OVER_CAP:
-            return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule,
-                           f"max_attempts: {decision.counter} reached its cap of {decision.cap}", key)
+            return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule, decision.over_cap_reason, key)
         return Decided(Outcome.BUDGET_EXHAUSTED, "SKIP", decision.rule,
                        "budget_exhausted: fleet retry budget spent", key)
 
