@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-emulator = pytest.importorskip("emulator")
-Emulator, Outcome = emulator.Emulator, emulator.Outcome
+from emulator import Outcome
+from handler import app
+from handler.ledger import Ledger
 
-from handler import app  # noqa: E402
-from handler.ledger.ledger import Ledger  # noqa: E402
-
-from ..pushes import failure_push  # noqa: E402
+from ..pushes import failure_push
 
 SPOT = "CVM_SPOT_RECLAIMED: the spot instance was reclaimed"
 
