@@ -122,7 +122,7 @@ def test_a_cached_check_still_lets_no_claim_through_after_a_wipe(store: Store) -
 
 def test_steps_without_a_claim_do_not_read_the_identity(store: Store) -> None:
     recording = Recording(store)
-    ledger = Ledger(recording)  # type: ignore[arg-type]
+    ledger = Ledger(recording)
     ledger.check_identity(ledger.init_identity())
     recording.events.clear()
     ledger.apply([ledger.skip_step(key(1), "r", "why"), ledger.note_step(key(2).job, None,
@@ -172,7 +172,7 @@ def _claim_keys(keys: list[str]) -> list[str]:
 def test_identity_is_read_after_every_record_a_claim_decides_on(store: Store,
                                                                 max_writes: int | None) -> None:
     recording = Recording(store, max_writes)
-    ledger = Ledger(recording, clock=FakeClock())  # type: ignore[arg-type]
+    ledger = Ledger(recording, clock=FakeClock())
     ledger.check_identity(ledger.init_identity())
     recording.events.clear()
     results = ledger.apply([ledger.claim_step(key(n), SPEND, 60) for n in range(3)])
@@ -191,7 +191,7 @@ def test_identity_is_read_after_every_record_a_claim_decides_on(store: Store,
 
 def test_a_wipe_right_after_split_claims_commit_stops_the_flush_before_its_call(store: Store) -> None:
     recording = Recording(store, max_writes=2)
-    ledger = Ledger(recording, clock=FakeClock())  # type: ignore[arg-type]
+    ledger = Ledger(recording, clock=FakeClock())
     ledger.check_identity(ledger.init_identity())
     recording.after_commit = lambda: forget_everything(store)
     with pytest.raises(LedgerForgot):
