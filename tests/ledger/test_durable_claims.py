@@ -100,7 +100,7 @@ def test_a_replica_that_does_not_acknowledge_fails_the_flush_closed(
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="0 of 1 replicas acknowledged"):
         retrier.drain(Deadline(clock.now + 60, clock))
-    assert time.monotonic() - started < 5
+    assert 0.9 <= time.monotonic() - started < 4  # the wait's 1 s, then it gives up
     assert gw.retried == []  # nothing is called on a claim a failover could lose
     for j in jobs:  # the claims are held, not released: whoever comes next re-reads the job
         state = ledger.state(FailureKey(REGION, j, gw.jobs[j]["EndTime"]))
