@@ -91,10 +91,9 @@ class Identity(Claims):
         if expected is None:
             found = self.init_identity()
         else:
-            found_or_none = self.identity()
-            if found_or_none != expected:
-                raise self._forgot(found_or_none, expected)
-            found = found_or_none
+            found = expected
+            if (held := self.identity()) != expected:
+                raise self._forgot(held, expected)
         self._identity_seen, self._identity_seen_at = found, time.monotonic()
 
     def apply(self, steps: Sequence[Step]) -> list[Any]:
