@@ -1,10 +1,10 @@
 """The ledger emptied mid-run, through the retrier: with AUTORETRY_LEDGER_ID set nothing is
 retried until an operator adopts the emptied ledger; then every due job is retried once.
 
-What an adopted ledger cannot know: the retries spent before it was emptied. A job that had spent
-2 of its 3 gets 3 more, counted from the adoption (the cap holds from there). Only a memory
-outside the ledger could restore the rest (issue 13, point 3: tags on the job); the identity check
-is what turns a silent fresh budget into an operator's decision."""
+What an adopted ledger cannot know: the retries spent before it was emptied. The fake API keeps
+no tags (the memory on the job, handler/tags.py), so a job that had spent 2 of its 3 gets 3 more,
+counted from the adoption (the cap holds from there); the identity check is what turns that silent
+fresh budget into an operator's decision."""
 
 from __future__ import annotations
 
