@@ -202,6 +202,7 @@ class Flusher:
             log_decision(self.observer, entry, decided)
         self._apply(after)
         if candidates:
+            self.ledger.wait_durable()  # a failover must not lose a claim whose call is made
             self._retry(region, candidates, deadline, report)
 
     def _decide(self, entry: QueueEntry, key: FailureKey, view: JobView, spent: dict[str, int],
