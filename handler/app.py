@@ -211,6 +211,8 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             if refusal is not None:
                 return refusal
         rt = given or runtime(config)
+        if config.ledger_id:  # a deployment's ledger: refuse one that forgot (docs/ledger.md)
+            rt.ledger.check_identity(config.ledger_id)
         deadline = _deadline(context, started)
         budget = HTTP_FLUSH_BUDGET_S if trigger.kind == "http" else FLUSH_BUDGET_S
         flush_by = Deadline(min(deadline.at, started + budget))
@@ -225,6 +227,15 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         return Answer(503, {"error": "credentials unavailable; redeliver later"})
     except StoreUnavailable as e:
         from handler.ledger import describe_store
+        from handler.ledger.identity import LedgerForgot
+
+        if isinstance(e, LedgerForgot):
+            # It may have lost claims and retries spent: nothing is retried until an operator
+            # adopts it (python -m handler ledger init --adopt).
+            observer.error("ledger forgot", store=describe_store(config.store) if config else None,
+                           error=str(e))
+            observer.count(LedgerForgot.metric)
+            return Answer(503, {"error": "ledger forgot; redeliver later"})
 
         # Fail closed: nothing was retried, and a non-2xx makes the platform redeliver later.
         observer.error("ledger unavailable", store=describe_store(config.store) if config else None,

@@ -58,6 +58,9 @@ class Config:
     dry_run: bool
     retention_s: float
     api_speedup: float
+    # The identity `python -m handler ledger init` printed: a ledger without it forgot (see
+    # docs/ledger.md, "What the ledger may forget"). None: the ledger initialises itself.
+    ledger_id: str | None = None
 
     @property
     def default_region(self) -> str:
@@ -97,4 +100,5 @@ class Config:
             dry_run=_flag(env, "AUTORETRY_DRY_RUN"),
             retention_s=_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
             api_speedup=_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),
+            ledger_id=env.get("AUTORETRY_LEDGER_ID", "").strip() or None,
         )

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from handler import auth
 from handler.jobs import JobRef
+from handler.ledger.identity import LedgerForgot
 from handler.notices import KNOWN_EVENTS, Notice, PushEnvelope
 from handler.observe import Observer
 
@@ -403,6 +404,8 @@ def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accept
         return [], False
     try:
         report = retrier.pump(flush_by)
+    except LedgerForgot:
+        raise  # answered 503: the ledger is not the one this deployment trusts
     except Exception as e:  # the notice is already durable; the next flush or sweep picks it up
         observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
         return [], False

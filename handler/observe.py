@@ -34,6 +34,7 @@ METRICS: dict[str, str] = {
     "skips": "Skips",
     "api.throttled": "Throttles",
     "ledger.errors": "LedgerErrors",
+    "ledger.forgot": "LedgerForgot",
     "input.rejected": "BadInput",
     "auth.refused": "Unauthorized",
 }

@@ -2,9 +2,8 @@
 nothing until an operator adopts it; then every due job is retried once. The Batch API is the
 emulator (the real SDK, signed); the ledger SQLite.
 
-Needs the entry point to check the ledger's identity (`Ledger.check_identity`) with
-AUTORETRY_LEDGER_ID, which is wired in `handler/app.py` outside this branch: until then the test
-fails, as expected (strict: once wired, remove the marker)."""
+The entry point checks the ledger's identity (`Ledger.check_identity`) against
+AUTORETRY_LEDGER_ID."""
 
 from __future__ import annotations
 
@@ -26,9 +25,6 @@ from handler.retrier import Deadline
 
 from ..pushes import failure_push
 from .wipes import forget_everything
-
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="handler/app.py does not check AUTORETRY_LEDGER_ID yet (wired at merge)")
 
 COPIES = 3
 ROOT = Path(__file__).resolve().parents[2]
