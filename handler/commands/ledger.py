@@ -187,7 +187,7 @@ def _reason(d: dict[str, Any]) -> str:
     detail = _detail(str(d.get("outcome", "")))
     if detail:
         parts.append(detail)
-    failure = _failure(str(d.get("key", "")))
+    failure = failure_of(str(d.get("key", "")))
     if failure:
         parts.append(f"failure of {failure}")
     text = "; ".join(p for p in parts if p)
@@ -199,7 +199,7 @@ def _reason(d: dict[str, Any]) -> str:
     return text
 
 
-def _failure(key: str) -> str | None:
+def failure_of(key: str) -> str | None:
     """The failure's EndTime from a failure key `region/job/EndTime[#n]`; None for a decision kept
     on the job rather than on one failure (not found, not failed)."""
     parts = key.split("/", 2)
@@ -222,7 +222,7 @@ def _show(ledger: Ledger, job_id: str, region: str, as_json: bool) -> int:
     print(f"job {job_id} in {region}")
     print(f"retries spent: {spent}")
     for key in jv.get("pending") or []:
-        print(f"awaiting the outcome of a RetryJobs call: failure of {_failure(key) or key}")
+        print(f"awaiting the outcome of a RetryJobs call: failure of {failure_of(key) or key}")
     history = sorted(jv.get("decisions") or [], key=lambda d: float(d.get("at") or 0))
     if not history:
         return 0
