@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from handler.commands import Refused, one_line
+from handler.commands import Refused, one_line, where_the_store_is
 
 PROG = "python -m handler invoke"
 
@@ -42,6 +42,11 @@ def main(argv: list[str]) -> int:
         print(f"cannot read event {args.file}: {e}", file=sys.stderr)
         return 2
     from handler.app import RedeliverLater, lambda_handler, main_handler
+    from handler.config import Config
+
+    note = where_the_store_is(Config.from_env().store)
+    if note:
+        print(f"ledger: {note}", file=sys.stderr)
 
     try:
         if args.aws:
