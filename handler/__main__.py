@@ -10,8 +10,8 @@ commands:
   serve [--host H] [--port P]        a local HTTP endpoint handing requests to main_handler
   invoke FILE [--lambda]             invoke the function with a sample event (see events/)
   sweep                              drain due work, then reconcile recent FAILED jobs
-  policy check FILE | explain FILE --job JSON
-                                     validate a policy file, or explain a decision
+  policy check FILE... | explain FILE --job JOB
+                                     validate policy files, or explain a decision
   ledger list|show JOB_ID|stats      what the function decided, and the ledger's state
   demo                               emulator + endpoint + a mixed fleet of jobs, then a table
   push JOB_ID [--dups N] [--url URL] send the local endpoint a failure notice as the topic would
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         from handler.commands.ledger import main as ledger
         return ledger(rest)
     if command == "policy":
-        from handler.policy.cli import main as policy  # type: ignore[import-not-found,unused-ignore]
+        from handler.commands.policy import main as policy
         return int(policy(rest))
     if command == "push":
         from handler.commands.push import main as push

@@ -19,12 +19,15 @@ from handler.config import Config, ConfigError
 from handler.ingress import Answer, BadInput, Trigger, authenticate, classify_event, refuse, respond
 from handler.ledger.store import StoreUnavailable
 from handler.observe import Observer
+from handler.secrets import SecretUnavailable, load_tencent_key
 
 if TYPE_CHECKING:
+    from handler.cmq import QueueClient
     from handler.gateway import BatchGateway
     from handler.ledger import Ledger
     from handler.policy import Policy
     from handler.retrier import Deadline, Retrier, Settings
+    from handler.tags import TagMemory
 
 DEFAULT_TIME_LIMIT_S = 30.0
 # An HTTP push is answered within 10 s of its start (the topic gives up after ~15 s and pushes
@@ -44,12 +47,13 @@ class Runtime:
     gateway: BatchGateway
     policy: Policy
     settings: Settings
+    tags: TagMemory | None = None
 
     def retrier(self, observer: Observer) -> Retrier:
         from handler.retrier import Retrier
 
         return Retrier(self.ledger, self.gateway, self.policy, settings=self.settings,
-                       observer=observer)
+                       observer=observer, tags=self.tags)
 
     def close(self) -> None:
         self.ledger.store.close()
@@ -94,7 +98,24 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
                                         timeout_s=settings.call_timeout_s),
         policy=policy,
         settings=settings,
+        tags=_tag_memory(config, settings),
     )
+
+
+def _tag_memory(config: Config, settings: Settings) -> TagMemory | None:
+    """The retries each job spent, written onto the job (handler.tags), where the account is
+    known: AUTORETRY_ACCOUNT_UIN names it (a job's tag resource carries it)."""
+    uin = os.environ.get("AUTORETRY_ACCOUNT_UIN", "").strip()
+    if not uin or config.dry_run:
+        return None
+    from handler.tags import TagMemory
+
+    # AUTORETRY_TAG_ENDPOINT reaches another Tag service address; a local Batch API (the emulator,
+    # over http) answers for the Tag service too.
+    endpoint = os.environ.get("AUTORETRY_TAG_ENDPOINT", "").strip() or (
+        config.batch_endpoint if config.batch_protocol == "http" else None)
+    return TagMemory(uin, endpoint=endpoint, protocol=config.batch_protocol,
+                     timeout_s=settings.call_timeout_s, rate_per_s=20.0 * config.api_speedup)
 
 
 def runtime(config: Config | None = None) -> Runtime:
@@ -184,6 +205,7 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
     config: Config | None = given.config if given is not None else None
     try:
         config = config or Config.from_env()
+        _load_secrets()
         if trigger.http is not None:
             refusal = authenticate(trigger.http, config, _replay_guard, observer)
             if refusal is not None:
@@ -192,10 +214,15 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         deadline = _deadline(context, started)
         budget = HTTP_FLUSH_BUDGET_S if trigger.kind == "http" else FLUSH_BUDGET_S
         flush_by = Deadline(min(deadline.at, started + budget))
-        return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions)
+        queue = _queue() if trigger.kind == "pull" else None
+        return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions,
+                       queue)
     except ConfigError as e:
         observer.error("configuration error", error=str(e))
         return Answer(500, {"error": f"function misconfigured: {e}"})
+    except SecretUnavailable as e:
+        observer.error("the Tencent key could not be read from the secret store", error=str(e))
+        return Answer(503, {"error": "credentials unavailable; redeliver later"})
     except StoreUnavailable as e:
         from handler.ledger import describe_store
 
@@ -233,3 +260,29 @@ def _continue(platform: str, context: Any, observer: Observer, given: Runtime | 
     except ContinuationError as e:
         observer.error("could not start a continuation; the timer will drain what is due",
                        error=str(e))
+
+
+def _load_secrets() -> None:
+    # Lambda gets the Tencent key from SSM or Secrets Manager, once per instance (handler.secrets);
+    # elsewhere no secret is named and this costs nothing.
+    load_tencent_key()
+
+
+_queue_client: tuple[str, QueueClient] | None = None
+
+
+def _queue() -> QueueClient | None:
+    """The TDMQ-CMQ queue a pull tick reads (AUTORETRY_QUEUE), kept while its settings hold."""
+    global _queue_client
+    from handler.cmq import QueueSettings
+
+    if not os.environ.get("AUTORETRY_QUEUE", "").strip():
+        return None
+    try:
+        settings = QueueSettings.from_env()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    key = f"{settings.queue}@{settings.url}"
+    if _queue_client is None or _queue_client[0] != key:
+        _queue_client = (key, settings.client())
+    return _queue_client[1]

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from handler.jobs import JobDetail, JobView, TaskView
+from handler.jobs import JobDetail, JobView, TaskInstanceView, TaskView
 
 if TYPE_CHECKING:
     from tencentcloud.batch.v20170312.batch_client import BatchClient
 
 API_VERSION = "2017-03-12"
 MAX_IDS_PER_CALL = 100  # RetryJobs and DescribeJobs take at most 100 job ids
+MAX_INSTANCES_PER_PAGE = 1000  # DescribeTask's largest Limit
+MAX_TASK_PAGES = 50  # bounds one failure's DescribeTask calls, whatever total the answer claims
 
 # Documented limits per action (the lowest where Tencent's pages disagree), requests per second.
 RATE_LIMITS: dict[str, float] = {
@@ -171,16 +173,27 @@ class BatchGateway:
         """DescribeJob, plus DescribeTask for each failed task (exit codes, instance reasons)."""
         resp = self._call(region, "DescribeJob", {"JobId": job_id})
         detail = JobDetail.model_validate(resp)
-        tasks: list[TaskView] = []
-        for task in detail.TaskSet:
-            if task.TaskState in ("FAILED", "FAILED_INTERRUPTED"):
-                t = self._call(region, "DescribeTask", {"JobId": job_id, "TaskName": task.TaskName,
-                                                        "Limit": 1000})
-                tasks.append(TaskView.model_validate(t))
-            else:
-                tasks.append(task)
-        detail.TaskSet = tasks
+        detail.TaskSet = [self.describe_task(region, job_id, t.TaskName) if t.failed else t
+                          for t in detail.TaskSet]
         return detail
+
+    def describe_task(self, region: str, job_id: str, task_name: str) -> TaskView:
+        """DescribeTask with every instance: pages of up to 1,000 (`Offset`/`Limit`) until
+        `TaskInstanceTotalCount` are read, or a page comes back empty (at most MAX_TASK_PAGES)."""
+        first: TaskView | None = None
+        instances: list[TaskInstanceView] = []
+        for _ in range(MAX_TASK_PAGES):
+            page = TaskView.model_validate(self._call(region, "DescribeTask", {
+                "JobId": job_id, "TaskName": task_name, "Offset": len(instances),
+                "Limit": MAX_INSTANCES_PER_PAGE}))
+            first = first or page
+            instances += page.TaskInstanceSet
+            total = page.TaskInstanceTotalCount
+            if not page.TaskInstanceSet or total is None or len(instances) >= total:
+                break
+        assert first is not None
+        first.TaskInstanceSet = instances
+        return first
 
     def retry_jobs(self, region: str, job_ids: list[str]) -> str:
         """RetryJobs for up to 100 FAILED jobs; returns the RequestId."""

@@ -24,6 +24,7 @@ from handler.observe import Observer
 
 if TYPE_CHECKING:
     from handler.config import Config
+    from handler.pull import QueueSource
     from handler.retrier import Deadline, Retrier
 
 MAX_BODY_BYTES = 1024 * 1024  # a TDMQ-CMQ message is at most 1024 KB
@@ -120,6 +121,18 @@ def _query(event: dict[str, Any], *names: str) -> dict[str, str]:
     return {}
 
 
+def is_pull_tick(event: object) -> bool:
+    """A timer tick that should pull the queue: SCF's timer trigger with the argument `pull`
+    (`Message`), or the EventBridge schedule serverless.yml marks with `detail.autoretry: pull`."""
+    if not isinstance(event, dict):
+        return False
+    if event.get("Type") == "Timer":
+        return str(event.get("Message", "")).strip() == "pull"
+    detail = event.get("detail")
+    return event.get("detail-type") == "Scheduled Event" and isinstance(detail, dict) and \
+        detail.get("autoretry") == "pull"
+
+
 def classify_event(event: Any) -> Trigger:
     """Recognise the shape of a platform event."""
     if not isinstance(event, dict):
@@ -147,6 +160,8 @@ def classify_event(event: Any) -> Trigger:
         return Trigger("cmq", messages=[(_text(i), str(b)) for i, b in msgs])
     if event.get("autoretry") == "continue":  # handler.continuation: drain where nobody waits
         return Trigger("continue")
+    if is_pull_tick(event):
+        return Trigger("pull")
     if event.get("Type") == "Timer" or event.get("detail-type") == "Scheduled Event" or (
         event.get("source") == "aws.events"
     ):
@@ -294,16 +309,22 @@ def authenticate(req: HttpRequest, config: Config, guard: auth.ReplayGuard, obse
 
 
 def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: Deadline,
-            flush_by: Deadline, regions: tuple[str, ...]) -> Answer:
-    """Handle an authenticated trigger: a timer sweeps until `deadline`; notices are put in the
-    ledger, then flushed until `flush_by`. `regions[0]` stands for a notice that names none."""
+            flush_by: Deadline, regions: tuple[str, ...], queue: QueueSource | None = None
+            ) -> Answer:
+    """Handle an authenticated trigger: a timer sweeps until `deadline`; a pull tick pulls the
+    `queue` into the ledger, then drains; notices are put in the ledger, then flushed until
+    `flush_by`. `regions[0]` stands for a notice that names none."""
+    if trigger.kind == "pull" and queue is not None:
+        return _pull(queue, retrier, observer, deadline, regions)
+    if trigger.kind == "pull":
+        observer.warning("a pull tick, but no queue to pull (set AUTORETRY_QUEUE): sweeping instead")
     if trigger.kind == "continue":
         report = retrier.pump(deadline)
         observer.info("continuation done", taken=report.taken, retried=len(report.retried),
                       stopped=report.stopped)
         return Answer(200, {"retried": report.retried, "stopped": report.stopped},
                       more_due=report.stopped == "time")
-    if trigger.kind == "timer":
+    if trigger.kind in ("timer", "pull"):
         report = retrier.sweep(deadline)
         observer.info("sweep done", taken=report.taken, retried=len(report.retried),
                       stopped=report.stopped)
@@ -326,7 +347,7 @@ def _http(req: HttpRequest, retrier: Retrier, observer: Observer, flush_by: Dead
         return refuse(observer, e)
     if msg_id and not req.header("x-cmq-message-id"):
         observer.correlation_id = msg_id
-    accepted, ignored = _accept(retrier, [(msg_id, notice)], observer, regions)
+    accepted, ignored = accept_notices(retrier, [(msg_id, notice)], observer, regions)
     retried, more_due = _flush_soon(retrier, observer, flush_by, accepted)
     return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
                         "message_id": msg_id or req.header("x-cmq-message-id")}, more_due)
@@ -350,13 +371,13 @@ def _messages(messages: list[tuple[str | None, str]], retrier: Retrier, observer
         observer.correlation_id = notices[0][0]
     if not notices and rejected:
         return Answer(400, {"error": "; ".join(rejected)[:1000]})
-    accepted, ignored = _accept(retrier, notices, observer, regions)
+    accepted, ignored = accept_notices(retrier, notices, observer, regions)
     retried, more_due = _flush_soon(retrier, observer, flush_by, accepted)
     return Answer(200, {"accepted": accepted, "ignored": ignored, "retried": retried,
                         "rejected": rejected}, more_due)
 
 
-def _accept(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,
+def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,
             regions: tuple[str, ...]) -> tuple[int, int]:
     """Put every job-failure event in the ledger; durable when this returns."""
     accepted = ignored = 0
@@ -386,3 +407,19 @@ def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accept
         observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
         return [], False
     return report.retried, report.stopped == "time"
+
+
+def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
+          regions: tuple[str, ...]) -> Answer:
+    from handler.pull import enqueue_with, pull
+
+    report = pull(queue, enqueue_with(retrier, regions, observer), deadline, observer=observer)
+    if report.stopped == "ledger error":
+        return Answer(503, {"error": "ledger unavailable; the queue keeps the messages"})
+    drained = retrier.pump(deadline)
+    observer.info("pull done", received=report.received, accepted=report.accepted,
+                  deleted=report.deleted, poison=report.poison, retried=len(drained.retried),
+                  stopped=drained.stopped)
+    return Answer(200, {"received": report.received, "accepted": report.accepted,
+                        "deleted": report.deleted, "poison": report.poison,
+                        "retried": drained.retried, "stopped": report.stopped})

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from handler.cmq import MAX_BATCH, QueueError, QueueMessage
-from handler.ingress import BadInput, read_notice
-from handler.jobs import JobRef
+from handler.ingress import BadInput, accept_notices, read_notice
 from handler.notices import Notice
 from handler.observe import Observer
 from handler.retrier import Deadline, Retrier
@@ -121,30 +120,10 @@ def _stop(report: PullReport, observer: Observer, why: str, detail: str) -> None
     observer.error(f"queue pull stopped: {why}", error=detail)
 
 
-def enqueue_with(retrier: Retrier, default_region: str, observer: Observer) -> Accept:
-    """The ledger step as `handler/app.py` does it for pushes: every job-failure event becomes a
-    due job; other events are ignored. Durable when it returns."""
+def enqueue_with(retrier: Retrier, regions: tuple[str, ...], observer: Observer) -> Accept:
+    """The ledger step, as ingress does it for pushes (`handler.ingress.accept_notices`)."""
 
     def accept(notices: list[tuple[str | None, Notice]]) -> None:
-        for msg_id, notice in notices:
-            for ev in notice.Events:
-                if not ev.is_job_failure or ev.Batch.JobId is None:
-                    continue
-                job = JobRef(ev.Region or default_region, ev.Batch.JobId)
-                retrier.enqueue(job, ev.EventName, ev.vars)
-                observer.info("notice accepted", job=job.job_id, region=job.region,
-                              event=ev.EventName, message_id=msg_id)
+        accept_notices(retrier, notices, observer, regions)
 
     return accept
-
-
-def is_pull_tick(event: object) -> bool:
-    """A timer tick that should pull the queue: SCF's timer trigger with the argument `pull`
-    (`Message`), or the EventBridge schedule serverless.yml marks with `detail.autoretry: pull`."""
-    if not isinstance(event, dict):
-        return False
-    if event.get("Type") == "Timer":
-        return str(event.get("Message", "")).strip() == "pull"
-    detail = event.get("detail")
-    return event.get("detail-type") == "Scheduled Event" and isinstance(detail, dict) and \
-        detail.get("autoretry") == "pull"

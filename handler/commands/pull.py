@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
             observer = Observer()
             retrier = rt.retrier(observer)
             deadline = Deadline.after(args.seconds)
-            report = pull(client, enqueue_with(retrier, rt.config.default_region, observer), deadline,
+            report = pull(client, enqueue_with(retrier, rt.config.regions, observer), deadline,
                           observer=observer, wait_s=0 if args.once else args.wait)
             flushed = retrier.drain(deadline)
             print(f"pull: {report.received} received, {report.accepted} in the ledger, "

@@ -144,10 +144,12 @@ class Claims(Records):
 
     # ---- claiming ------------------------------------------------------------------------------
 
-    def claim_step(self, key: FailureKey, spend: Spend, lease_s: float) -> Step:
+    def claim_step(self, key: FailureKey, spend: Spend, lease_s: float, floor: int = 0) -> Step:
         """Claim `key` for one RetryJobs call, spending one on the spend's counter within its cap
         and the fleet budget, all atomically. A failure is claimed once, ever; a claim whose lease
-        expired may be taken over (the taker has re-read the job), spending nothing again."""
+        expired may be taken over (the taker has re-read the job), spending nothing again.
+        `floor` is what the job is known to have spent from its budget (`attempts`) elsewhere (its
+        own tags): the count never starts below it, even in a ledger that forgot."""
         now = self.clock()
         fk, jk = failure_key(key), job_key(key.job)
         bk = fleet_key(spend.fleet, now) if spend.fleet is not None else None
@@ -167,7 +169,10 @@ class Claims(Records):
                 fv = dict(f.value)
             else:
                 counter = spend.counter
-                if int(jv["counters"].get(counter, 0)) >= spend.cap:
+                known = int(jv["counters"].get(counter, 0))
+                if counter == ATTEMPTS and floor > known:
+                    jv["counters"][counter] = known = floor
+                if known >= spend.cap:
                     return [], ClaimOutcome.OVER_CAP
                 if spend.fleet is not None and bk is not None:
                     b = self._live(recs, bk)
@@ -194,8 +199,8 @@ class Claims(Records):
         keys = (fk, jk) if bk is None else (fk, jk, bk)
         return Step(keys, change, "claim", key)
 
-    def claim(self, key: FailureKey, spend: Spend, lease_s: float) -> ClaimOutcome:
-        result: ClaimOutcome = self.apply([self.claim_step(key, spend, lease_s)])[0]
+    def claim(self, key: FailureKey, spend: Spend, lease_s: float, floor: int = 0) -> ClaimOutcome:
+        result: ClaimOutcome = self.apply([self.claim_step(key, spend, lease_s, floor)])[0]
         return result
 
     # ---- settling ------------------------------------------------------------------------------

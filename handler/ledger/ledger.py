@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from handler.ledger.claims import Claims, Look
 from handler.ledger.due import DueQueue
+from handler.ledger.identity import Identity
 from handler.ledger.records import (
     DEFAULT_RETENTION_S,
     ClaimOutcome,
@@ -31,5 +32,5 @@ __all__ = ["DEFAULT_RETENTION_S", "ClaimOutcome", "Contention", "FailureState", 
            "QueueEntry", "Spend", "Spent", "Step", "Token"]
 
 
-class Ledger(DueQueue, Claims, Turns, Views):
+class Ledger(Identity, DueQueue, Claims, Turns, Views):
     """Every section over one store, one clock and one owner name (this instance's)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -25,6 +26,7 @@ from handler.ledger.store import Record, StoreUnavailable, Write
 
 DEFAULT_PREFIX = "autoretry:"
 TIMEOUT_S = 2.0
+REPLICAS_REFRESH_S = 60.0  # how long a count of the server's replicas is trusted
 
 # KEYS[1] = the due index, KEYS[2..] = record keys; ARGV: 7 per write
 #   (expect, key, "put" | "del", value, expires_at or "", expires_at in ms or "", due_at or "")
@@ -168,6 +170,55 @@ class RedisStore:
             raise self._unavailable(e) from None
         for start in range(0, len(found), 500):
             yield from self.get(found[start:start + 500]).items()
+
+    # The server's replicas, counted on first use and again now and then (see wait_durable).
+    _replicas: int = 0
+    _replicas_counted_at: float = float("-inf")
+
+    def wait_durable(self, timeout_s: float) -> None:
+        """Return once every replica of the server has acknowledged the writes this store made
+        before the call (Redis `WAIT`); raise StoreUnavailable if they do not within `timeout_s`.
+        A server without replicas has nothing to wait for: its persistence settings decide."""
+        replicas = self._count_replicas()
+        if replicas == 0:
+            return
+        # Below the socket timeout, so that a slow replica reads as a timeout, not a lost server.
+        timeout_ms = max(1, int(min(timeout_s, TIMEOUT_S - 0.5) * 1000))
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            # WAIT covers the writes of its own connection only, and the commit may have used
+            # another of the pool's: one write here first moves this connection's replication
+            # offset past every write acknowledged before it, from any connection.
+            pipe.set(self._durable_mark(), "1", px=60_000)
+            pipe.wait(replicas, timeout_ms)
+            acked = int(pipe.execute()[1])
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        if acked < replicas:
+            self._replicas_counted_at = float("-inf")  # a replica may have left: count them again
+            raise StoreUnavailable(
+                f"{self.name}: {acked} of {replicas} replicas acknowledged the claims within "
+                f"{timeout_ms} ms; RetryJobs is not called, and the claims are held until their "
+                "lease ends")
+
+    def _count_replicas(self) -> int:
+        now = time.monotonic()
+        if now - self._replicas_counted_at < REPLICAS_REFRESH_S:
+            return self._replicas
+        try:
+            info = self._client.info("replication")
+        except (redis.RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        # Replicas still loading their first copy are listed but cannot acknowledge yet, and
+        # hold nothing a failover could keep: only those online count.
+        self._replicas = sum(1 for name, value in info.items()
+                             if name.startswith("slave") and name[5:].isdigit()
+                             and isinstance(value, dict) and value.get("state") == "online")
+        self._replicas_counted_at = now
+        return self._replicas
+
+    def _durable_mark(self) -> str:
+        return f"{self.prefix}durable"
 
     def close(self) -> None:
         self._client.close()

@@ -48,6 +48,10 @@ class Store(Protocol):
     name: str
     # A store that can commit only so many writes at once says so in `max_writes` (DynamoDB: 100);
     # the ledger then splits a batch of steps into commits that fit.
+    # A store whose acknowledged writes can still be lost (Redis, replicated asynchronously)
+    # provides `wait_durable(timeout_s: float) -> None`: return once every write made so far would
+    # survive the loss of its primary, or raise StoreUnavailable. The ledger calls it between the
+    # claims' commit and the RetryJobs they guard; a store without it has nothing to wait for.
 
     def get(self, keys: Sequence[str]) -> dict[str, Record]:
         """The records that exist among `keys` (expired ones included: the caller checks)."""

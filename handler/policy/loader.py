@@ -1,25 +1,20 @@
 """Turns `AUTORETRY_POLICY` (a file path, or inline YAML/JSON) into a Policy.
 
-Unset → the built-in DefaultPolicy. Anything else must be a valid policy file; every problem is
-reported at once, each naming its field path and what is allowed, in one PolicyError.
+Unset → the built-in DefaultPolicy, without importing YAML or the rule models (they are most of a
+cold start's policy cost). Anything else must be a valid policy file; every problem is reported at
+once, each naming its field path and what is allowed, in one PolicyError.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-import types
-import typing
 from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
 
 from handler.policy import DefaultPolicy, Policy
-from handler.policy.engine import RulesPolicy
-from handler.policy.rules import PolicyFile
+
+if TYPE_CHECKING:
+    from handler.policy.engine import RulesPolicy
+    from handler.policy.rules import PolicyFile
 
 
 class PolicyError(ValueError):
@@ -34,8 +29,16 @@ def load_policy(spec: str | None) -> Policy:
 
 def load_rules_policy(spec: str) -> RulesPolicy:
     """A path to a .yaml/.yml/.json file, or the policy text itself."""
+    from handler.policy.engine import RulesPolicy
+
     text, source = read_spec(spec)
     return RulesPolicy(parse_policy(text, source), source)
+
+
+def parse_policy(text: str, source: str = "inline policy") -> PolicyFile:
+    from handler.policy.parse import parse_policy as parse
+
+    return parse(text, source)
 
 
 def read_spec(spec: str) -> tuple[str, str]:
@@ -52,136 +55,3 @@ def read_spec(spec: str) -> tuple[str, str]:
             raise PolicyError(f"policy file {stripped}: not found (AUTORETRY_POLICY is a path to a "
                               "policy file, or the policy's YAML/JSON text itself)")
     return spec, "inline policy"
-
-
-# ---- YAML without its traps ----------------------------------------------------------------------
-
-
-class _PolicyLoader(yaml.SafeLoader):
-    """YAML 1.1 reads `yes`, `no`, `on` and `off` as booleans — a tag value `no` would silently
-    become `false` ("absent"). Here only true/false are booleans, and a repeated key is an error
-    rather than a silent overwrite of the first (a second `rules:` would drop the first list)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (first on line {seen[key].line + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-_BOOL = "tag:yaml.org,2002:bool"
-_PolicyLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_PolicyLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                    list("tTfF"))
-
-
-def _parse_text(text: str, source: str) -> Any:
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PolicyError(f"{source}: not valid JSON: line {e.lineno}, column {e.colno}: "
-                              f"{e.msg}") from None
-    try:
-        return yaml.load(text, Loader=_PolicyLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        if "'*'" in problem or "alias" in problem:
-            # In YAML a bare *word is a reference to an anchor, not text.
-            problem += " (a glob that starts with * must be quoted: '*quota*')"
-        raise PolicyError(f"{source}: not valid YAML: {where}{problem}") from None
-
-
-def parse_policy(text: str, source: str = "inline policy") -> PolicyFile:
-    data = _parse_text(text, source)
-    if not isinstance(data, dict):
-        raise PolicyError(f"{source}: expected a mapping with `version: 1` and `rules:`, got "
-                          f"{type(data).__name__}")
-    try:
-        return PolicyFile.model_validate(data)
-    except ValidationError as e:
-        problems = [p for err in e.errors() for p in _describe(err, data)]
-        head = f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise PolicyError(head + "\n" + "\n".join(f"  - {p}" for p in problems)) from None
-
-
-# ---- error messages ------------------------------------------------------------------------------
-
-
-def _path(loc: tuple[int | str, ...], data: Any) -> str:
-    """`rules[2] 'spot'.when.exit_code` from pydantic's loc, naming rules by their name."""
-    out, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("name"), str) and out.startswith("rules["):
-                out += f" {node['name']!r}"
-        else:
-            out += f".{part}" if out else part
-            node = node.get(part) if isinstance(node, dict) else None
-    return out
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class whose fields `loc` points into."""
-    model: Any = PolicyFile
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
-        if part not in fields:
-            return None
-        model = _inner_model(fields[part].annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _inner_model(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _inner_model(typing.get_args(annotation)[0])
-    if origin in (list, typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
-            if isinstance(found, type) and issubclass(found, BaseModel):
-                return found
-    return annotation
-
-
-def _describe(err: Any, data: Any) -> list[str]:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union tags
-    path = _path(loc, data) or "(top level)"
-    kind, msg = err["type"], str(err["msg"])
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        allowed = sorted((f.alias or n) for n, f in parent.model_fields.items()) if parent else []
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return [f"{path}: unknown field{mean}; allowed: {', '.join(allowed)}"]
-    if kind == "missing":
-        return [f"{path}: required"]
-    msg = msg.removeprefix("Value error, ")
-    if kind == "value_error":
-        if loc == ():  # the whole file's cross-field checks name their own paths
-            return msg.splitlines()
-        if len(loc) == 2 and loc[0] == "rules":  # a rule's own check names the rule's field
-            return [f"{path}.{msg}"]
-        return [f"{path}: {msg}"]
-    return [f"{path}: {msg}, got {_got(err['input'])}" if "input" in err else f"{path}: {msg}"]
-
-
-def _got(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:59] + "…"

@@ -2,8 +2,10 @@
 
 Every condition in a rule's `when` must hold for the rule to match. Conditions on what DescribeJobs
 and the notice already gave (event, job name, tags, event vars) are checked first; conditions on
-reasons, task names and exit codes need `failure.details()` (DescribeJob + DescribeTask) and are
-checked only once the cheap ones hold, so a rule that fails early costs no API call.
+reasons, task names and exit codes need `failure.details` (DescribeJob + DescribeTask) and are
+checked only once the cheap ones hold, so a rule that fails early costs no API call. A failure
+text is the `StateReason` or the `StateDetailedReason` of the job or instance: a reason condition
+holds if either text matches.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from handler.jobs import JobDetail, TaskInstanceView
 from handler.notices import JOB_FAILURE_EVENTS
-from handler.policy import BUDGET, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILURE_AGE_S, Failure
+from handler.outcomes import GIVE_UP_OUTCOMES
+from handler.policy import (
+    BUDGET,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_FAILURE_AGE_S,
+    DetailsMissing,
+    Failure,
+)
 from handler.policy.durations import format_duration, parse_duration
 
-FAILED_STATES = ("FAILED", "FAILED_INTERRUPTED")
 UNCOUNTED = "uncounted"  # the counter RETRY_UNCOUNTED spends unless a rule names its own
 DEFAULT_MAX_UNCOUNTED = 10
 RESERVED_RULE_NAMES = frozenset({"default", "max_failure_age", "override"})
@@ -187,6 +195,23 @@ def _check_presence(what: str, actual: dict[str, str], wanted: dict[str, str | b
     return None
 
 
+def _texts(*texts: str | None) -> list[str]:
+    return [t for t in texts if t]
+
+
+def _said(texts: list[str]) -> str:
+    return " and ".join(_short(t) for t in texts)
+
+
+def _instance_texts(instances: list[TaskInstanceView]) -> list[str | None]:
+    """Each instance's failure text for a message: its reason, with the detailed one if it differs."""
+    out: list[str | None] = []
+    for i in instances:
+        texts = _texts(i.StateReason, i.StateDetailedReason)
+        out.append(" / ".join(dict.fromkeys(texts)) or None)
+    return out
+
+
 class When(_Strict):
     """The conditions of one rule; all must hold. An empty `when` matches every failure."""
 
@@ -223,15 +248,18 @@ class When(_Strict):
         return self.exit_code is not None or self.instance_reason is not None or \
             self.instance_reason_regex is not None
 
-    def first_failure(self, failure: Failure) -> str | None:
-        """None if every condition holds, else why the first one that fails does not hold."""
-        why = self._cheap(failure)
+    def first_failure(self, failure: Failure, rule: str) -> str | None:
+        """None if every condition holds, else why the first one that fails does not hold. Raises
+        DetailsMissing if a condition needs details and `failure.details` is None."""
+        why = self.cheap_failure(failure)
         if why is not None or not self.needs_details:
             return why
-        detail = failure.details()
-        return self._job_reason(detail) or self._instances(detail)
+        if failure.details is None:
+            raise DetailsMissing(rule)
+        return self._job_reason(failure.details) or self._instances(failure.details)
 
-    def _cheap(self, failure: Failure) -> str | None:
+    def cheap_failure(self, failure: Failure) -> str | None:
+        """Why the first condition answered without details does not hold, or None."""
         if self.event is not None:
             if failure.event_name is None:
                 return f"event: none (found by the sweep, not a notice); rule wants {_shown(self.event)}"
@@ -254,17 +282,17 @@ class When(_Strict):
         return None
 
     def _job_reason(self, detail: JobDetail) -> str | None:
-        reason = detail.StateReason
+        texts = _texts(detail.StateReason, detail.StateDetailedReason)
         if self.job_reason is not None:
-            if not reason:
-                return "job_reason: the job has no StateReason"
-            if not _glob_any(reason, self.job_reason):
-                return f"job_reason: {_short(reason)} matches none of {_shown(self.job_reason)}"
+            if not texts:
+                return "job_reason: the job has no StateReason or StateDetailedReason"
+            if not any(_glob_any(t, self.job_reason) for t in texts):
+                return f"job_reason: {_said(texts)} match none of {_shown(self.job_reason)}"
         if self.job_reason_regex is not None:
-            if not reason:
-                return "job_reason_regex: the job has no StateReason"
-            if not re.search(self.job_reason_regex, reason):
-                return f"job_reason_regex: {_short(reason)} does not match /{self.job_reason_regex}/"
+            if not texts:
+                return "job_reason_regex: the job has no StateReason or StateDetailedReason"
+            if not any(re.search(self.job_reason_regex, t) for t in texts):
+                return f"job_reason_regex: {_said(texts)} do not match /{self.job_reason_regex}/"
         return None
 
     def _instances(self, detail: JobDetail) -> str | None:
@@ -284,9 +312,7 @@ class When(_Strict):
                 return f"task_name: failed tasks {_shown(names)} match none of {_shown(self.task_name)}"
         if not self._needs_instances:
             return None
-        instances: list[TaskInstanceView] = [
-            i for t in tasks for i in t.TaskInstanceSet
-            if i.TaskInstanceState is None or i.TaskInstanceState in FAILED_STATES]
+        instances: list[TaskInstanceView] = [i for t in tasks for i in t.TaskInstanceSet if i.failed]
         if not instances:
             return f"{first}: no failed task instances reported for tasks {_shown(t.TaskName for t in tasks)}"
         if self.exit_code is not None:
@@ -295,17 +321,18 @@ class When(_Strict):
             if not instances:
                 return (f"exit_code: failed instances exited with {_shown(codes)}, "
                         f"none {self.exit_code}")
-        reasons = [i.StateReason for i in instances]
         if self.instance_reason is not None:
             patterns = self.instance_reason
-            instances = [i for i in instances if i.StateReason and _glob_any(i.StateReason, patterns)]
+            reasons = _instance_texts(instances)
+            instances = [i for i in instances
+                         if any(_glob_any(t, patterns) for t in _texts(i.StateReason, i.StateDetailedReason))]
             if not instances:
                 return f"instance_reason: {_shown(reasons)} match none of {_shown(patterns)}"
-            reasons = [i.StateReason for i in instances]
         if self.instance_reason_regex is not None:
             rx = self.instance_reason_regex
-            if not any(i.StateReason and re.search(rx, i.StateReason) for i in instances):
-                return f"instance_reason_regex: {_shown(reasons)} do not match /{rx}/"
+            if not any(re.search(rx, t) for i in instances
+                       for t in _texts(i.StateReason, i.StateDetailedReason)):
+                return f"instance_reason_regex: {_shown(_instance_texts(instances))} do not match /{rx}/"
         return None
 
     def summary(self) -> str:
@@ -398,8 +425,25 @@ class Overrides(_Strict):
     event_vars: bool = True
 
 
+class Notify(_Strict):
+    """Which give-up outcomes tell operators (the channels are configured by environment)."""
+
+    outcomes: list[str] = Field(max_length=len(GIVE_UP_OUTCOMES))
+
+    @field_validator("outcomes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        known = sorted(GIVE_UP_OUTCOMES)
+        for word in v:
+            if word not in GIVE_UP_OUTCOMES:
+                raise ValueError(f"unknown outcome {word!r}; allowed: {', '.join(known)}")
+        return v
+
+
 @dataclass(frozen=True)
-class Verdict:
+class RuleMatch:
+    """Whether one rule matched one failure, and if not, the first condition that did not hold."""
+
     matched: bool
     why_not: str | None = None
 
@@ -448,9 +492,10 @@ class Rule(_Strict):
     def counter_name(self) -> str:
         return BUDGET if self.action == "RETRY" else (self.counter or UNCOUNTED)
 
-    def matches(self, failure: Failure) -> Verdict:
-        why = self.when.first_failure(failure)
-        return Verdict(why is None, why)
+    def matches(self, failure: Failure) -> RuleMatch:
+        """Raises DetailsMissing if a condition needs details and `failure.details` is None."""
+        why = self.when.first_failure(failure, self.name)
+        return RuleMatch(why is None, why)
 
 
 class PolicyFile(_Strict):
@@ -459,6 +504,7 @@ class PolicyFile(_Strict):
     limits: Limits = Field(default_factory=Limits)
     rules: list[Rule] = Field(default_factory=list, max_length=200)
     overrides: Overrides = Field(default_factory=Overrides)
+    notify: Notify | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyFile:

@@ -23,6 +23,7 @@ from handler.retrier.flush import MALFORMED_ID, Flusher, FlushReport, Gateway
 from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.sweep import Sweeper
+from handler.tags import TagMemory
 
 __all__ = ["MALFORMED_ID", "Deadline", "FlushReport", "Gateway", "NoTurn", "OutOfTime", "Retrier",
            "Settings"]
@@ -40,15 +41,26 @@ class Retrier:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        tags: TagMemory | None = None,
     ) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings = settings or Settings()
-        self.observer = observer or Observer()
         self.clock, self.sleep = clock, sleep
         pacer = Pacer(ledger, self.settings, gateway.timeout_s, sleep)
-        self.flusher = Flusher(ledger, gateway, policy, self.settings, self.observer, pacer, clock,
-                               rng)
-        self.sweeper = Sweeper(ledger, gateway, policy, self.settings, self.observer, pacer, clock)
+        self.tags = tags
+        self.flusher = Flusher(ledger, gateway, policy, self.settings, Observer(), pacer, clock,
+                               rng, tags)
+        self.sweeper = Sweeper(ledger, gateway, policy, self.settings, Observer(), pacer, clock)
+        self.observer = observer or Observer()
+
+    @property
+    def observer(self) -> Observer:
+        """Where every part of this retrier logs and counts."""
+        return self.flusher.observer
+
+    @observer.setter
+    def observer(self, observer: Observer) -> None:
+        self.flusher.observer = self.sweeper.observer = observer
 
     def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str]) -> None:
         self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars)
@@ -72,6 +84,7 @@ class Retrier:
                     continue
             if report.stopped is not None:
                 total.stopped = report.stopped
+                self._settle_tags(deadline)
                 return total
 
     def pump(self, deadline: Deadline, linger_s: float = 5.0) -> FlushReport:
@@ -92,6 +105,12 @@ class Retrier:
             if report.stopped == "time" or not self.ledger.has_due():
                 total.stopped = report.stopped
                 return total
+
+    def _settle_tags(self, deadline: Deadline) -> None:
+        # The tags of the jobs retried are written on a thread; the invocation must not end (and
+        # freeze it) before they are, unless its time is up.
+        if self.tags is not None:
+            self.tags.settle(max(0.0, deadline.remaining() - 0.5))
 
     def reconcile(self, deadline: Deadline, progress: Callable[[str], None] | None = None) -> int:
         return self.sweeper.reconcile(deadline, self.drain, progress)

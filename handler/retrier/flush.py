@@ -14,19 +14,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
 from handler.gateway import MAX_IDS_PER_CALL, ApiError, ErrorKind
-from handler.jobs import FailureKey, JobDetail, JobRef, JobView
+from handler.jobs import FailureKey, JobDetail, JobRef, JobView, iso_epoch
 from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
 from handler.ledger.records import with_generation
 from handler.observe import Observer
 from handler.outcomes import GIVE_UP_OUTCOMES, Outcome
-from handler.policy import Action, Failure, JobHistory, Policy, RetryDecision
+from handler.policy import BUDGET, Action, Failure, JobHistory, Policy, RetryDecision
 from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.verify import Decided, check, confirmed_line, log_decision
+from handler.tags import TagMemory, spent_on
 
 
 class Gateway(Protocol):
@@ -63,18 +63,16 @@ class _Candidate:
     decision: RetryDecision
     claimed_at: float
     taken_over: bool = False  # an earlier holder's lease ran out: its call may have been applied
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    spent_after: int = 0  # the job's budget spent once this retry is made (for its tag)
 
 
 class Flusher:
     def __init__(self, ledger: Ledger, gateway: Gateway, policy: Policy, settings: Settings,
                  observer: Observer, pacer: Pacer, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, tags: TagMemory | None = None) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings, self.observer, self.pacer = settings, observer, pacer
+        self.tags = tags
         self.clock = clock
         self.rng = rng or random.Random()
 
@@ -149,7 +147,7 @@ class Flusher:
                                   for job, v in current.items()])
         steps: list[Step] = []
         ended: list[tuple[QueueEntry, Decided]] = []
-        claims: list[tuple[QueueEntry, FailureKey, RetryDecision]] = []
+        claims: list[tuple[QueueEntry, FailureKey, RetryDecision, int]] = []
         for entry in entries:
             view, look = current[entry.job], looks.get(entry.job)
             checked = check(entry, view, look, now, self.settings.refail_after_s)
@@ -165,9 +163,13 @@ class Flusher:
             if decided is None:
                 assert checked.failure is not None and view is not None and look is not None
                 decision: RetryDecision | None
+                # The job's own tags remember its spend where the ledger may have forgotten it.
+                floor = spent_on(view.Tags)
+                spent = dict(look.spent.counters)
+                spent[BUDGET] = max(spent.get(BUDGET, 0), floor)
                 try:
-                    decided, decision = self._decide(entry, checked.failure, view, look.spent.counters,
-                                                     deadline, now)
+                    decided, decision = self._decide(entry, checked.failure, view, spent, deadline,
+                                                     now)
                 except OutOfTime:
                     steps.append(self.ledger.defer_step(entry, self.clock()))
                     continue
@@ -176,27 +178,31 @@ class Flusher:
                     steps.append(self._back_off(entry))
                     continue
                 if decision is not None:
-                    claims.append((entry, checked.failure, decision))
+                    claims.append((entry, checked.failure, decision, floor))
                     continue
             assert decided is not None
             steps += self._end_steps(entry, decided)
             ended.append((entry, decided))
-        claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s)
-                                       for _, k, d in claims])[len(steps):]
+        claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s, floor)
+                                       for _, k, d, floor in claims])[len(steps):]
         for entry, decided in ended:
             log_decision(self.observer, entry, decided)
         candidates: list[_Candidate] = []
         after: list[Step] = []
-        for (entry, key, decision), outcome in zip(claims, claimed, strict=True):
+        for (entry, key, decision, floor), outcome in zip(claims, claimed, strict=True):
             if outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
+                before = max(looks[entry.job].spent.spent(BUDGET), floor)
+                fresh = outcome == ClaimOutcome.CLAIMED and decision.counter == BUDGET
                 candidates.append(_Candidate(entry, key, decision, now,
-                                             taken_over=outcome == ClaimOutcome.TAKEN_OVER))
+                                             taken_over=outcome == ClaimOutcome.TAKEN_OVER,
+                                             spent_after=before + (1 if fresh else 0)))
                 continue
             decided = self._refused(key, decision, ClaimOutcome(str(outcome)))
             after += self._end_steps(entry, decided)
             log_decision(self.observer, entry, decided)
         self._apply(after)
         if candidates:
+            self.ledger.wait_durable()  # a failover must not lose a claim whose call is made
             self._retry(region, candidates, deadline, report)
 
     def _decide(self, entry: QueueEntry, key: FailureKey, view: JobView, spent: dict[str, int],
@@ -204,13 +210,17 @@ class Flusher:
         """Ask the policy. Returns how the entry ends now, or the RETRY decision to claim."""
         base = with_generation(key, 0)  # the policy sees the failure as the API reports it
         failure = Failure(key=base, job=view, history=JobHistory(counters=dict(spent)),
-                          event_name=entry.event_name, event_vars=entry.event_vars, now=now,
-                          fetch_details=lambda: self._details(entry.job, deadline))
+                          event_name=entry.event_name, event_vars=entry.event_vars, now=now)
+        if self.policy.wants_details(failure):
+            failure.details = self._details(entry.job, deadline)
         decision = self.policy.decide(failure)
+        for note in decision.notes:
+            self.observer.warning("policy override ignored", job=entry.job.job_id,
+                                  region=entry.job.region, failure_key=str(key), ignored=note)
         rule, reason = decision.rule, decision.reason
         if decision.action == Action.SKIP:
             return Decided(Outcome.SKIPPED, "SKIP", rule, reason, key), None
-        due = _epoch(base.end_time) + decision.delay_s
+        due = iso_epoch(base.end_time) + decision.delay_s
         if due > now:
             return Decided(Outcome.DEFERRED, "RETRY", rule, reason, key, due_at=due,
                            extra={"due_in_s": round(due - now, 3)}), None
@@ -224,8 +234,7 @@ class Flusher:
         if outcome == ClaimOutcome.DUPLICATE:
             return Decided(Outcome.DUPLICATE, "RETRY", decision.rule, decision.reason, key)
         if outcome == ClaimOutcome.OVER_CAP:
-            return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule,
-                           f"max_attempts: {decision.counter} reached its cap of {decision.cap}", key)
+            return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule, decision.over_cap_reason, key)
         return Decided(Outcome.BUDGET_EXHAUSTED, "SKIP", decision.rule,
                        "budget_exhausted: fleet retry budget spent", key)
 
@@ -330,6 +339,8 @@ class Flusher:
         for c in batch:
             steps += [self.ledger.retried_step(c.key), self.ledger.finish_step(c.entry)]
         self._apply(steps)
+        if self.tags is not None:  # written on a thread of its own: the next call does not wait
+            self.tags.remember(region, {c.key.job_id: c.spent_after for c in batch})
         for c in batch:
             report.retried.append(c.key.job_id)
             log_decision(self.observer, c.entry, Decided(

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from handler.gateway import ApiError
-from handler.jobs import FailureKey, JobRef, JobView
+from handler.jobs import FailureKey, JobRef, JobView, iso_epoch
 from handler.ledger import Ledger
 from handler.observe import Observer
 from handler.policy import Policy
-from handler.retrier.flush import FlushReport, Gateway, _epoch
+from handler.retrier.flush import FlushReport, Gateway
 from handler.retrier.pacing import Deadline, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 
@@ -66,10 +66,9 @@ class Sweeper:
         fresh: list[tuple[JobView, FailureKey]] = []
         for v in views:
             key = v.failure_key(region)
-            if key is None or now - _epoch(key.end_time) > self.policy.max_failure_age_s:
+            if key is None or now - iso_epoch(key.end_time) > self.policy.max_failure_age_s:
                 continue
-            in_scope = getattr(self.policy, "in_scope", None)
-            if in_scope is not None and not in_scope(v):
+            if not self.policy.in_scope(v):
                 continue
             fresh.append((v, key))
         unseen = self.ledger.unseen([k for _, k in fresh])

@@ -4,10 +4,9 @@ before any policy is asked. Pure: it returns values; the flush writes them and l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from handler.jobs import FAILED, FailureKey, JobView
+from handler.jobs import FailureKey, JobView
 from handler.ledger import FailureState, Look, QueueEntry
 from handler.ledger.records import generation, with_generation
 from handler.observe import Observer
@@ -38,13 +37,6 @@ class Checked:
     refailed: bool = False  # FAILED again after our retry with the EndTime of the failure retried
 
 
-def _end_time_ok(end_time: str | None) -> bool:
-    try:
-        datetime.fromisoformat(str(end_time).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
 
 def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float,
           refail_after_s: float) -> Checked:
@@ -56,9 +48,10 @@ def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float
     if view is None:
         return Checked([], Decided(Outcome.NOT_FOUND, "SKIP", "verify",
                                    "job not found by DescribeJobs"))
-    if view.JobState == FAILED and not _end_time_ok(view.EndTime):
+    if view.bad_end_time:
         return Checked([], Decided(Outcome.SKIPPED, "SKIP", "verify",
-                                   f"bad_end_time: FAILED job with EndTime {view.EndTime!r}"))
+                                   f"bad_end_time: FAILED with EndTime {view.EndTime!r}, not a "
+                                   "time; the failure cannot be keyed"))
     current = look.current if look is not None else view.failure_key(job.region)
     pending = look.pending if look is not None else []
     # The job left those failures: a RetryJobs whose answer we lost (or a crashed flush) did reach

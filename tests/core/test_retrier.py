@@ -65,7 +65,7 @@ def test_job_failing_again_is_retried_up_to_three_times_then_left_alone(tmp_path
         r.enqueue(job, "JOB_FAILED", {})
         r.drain(deadline(clock))
     assert gw.count(job.job_id) == 3
-    skipped = [d for d in r.observer.decisions if d["outcome"] == "skipped"]
+    skipped = [d for d in r.observer.decisions if d["outcome"] == "max_attempts"]  # refused by the claim
     assert len(skipped) == 2 and skipped[0]["reason"].startswith("max_attempts")
 
 

@@ -49,6 +49,12 @@ EXPECTED: dict[str, Expect] = {
     "direct-notice.json": Expect(200, ids("job-4e5f6a7b")),
     "scf-timer.json": Expect(200, ids("job-5weep001")),
     "aws-scheduled-event.json": Expect(200, ids("job-5weep001")),
+    "scf-function-url-push-envelope.json": Expect(200, ids("job-6a7b8c9d")),
+    "scf-function-url-simplified-bearer.json": Expect(200, ids("job-7b8c9d0e")),
+    "scf-clb-push-envelope.json": Expect(200, ids("job-8c9d0e1f")),
+    # a pull tick with no AUTORETRY_QUEUE sweeps instead (and says so)
+    "scf-timer-pull.json": Expect(200, ids("job-5weep001")),
+    "aws-scheduled-pull.json": Expect(200, ids("job-5weep001")),
     "bad-malformed-json.json": Expect(400, error="neither JSON nor base64"),
     "bad-unknown-event.json": Expect(400, error="unrecognised event"),
     "bad-missing-jobid.json": Expect(400, error="JobId is required"),

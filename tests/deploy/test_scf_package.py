@@ -54,7 +54,7 @@ def test_no_trigger_depends_on_the_retired_api_gateway(component: dict[str, Any]
 
 
 def test_timers_pull_the_queue_every_minute_and_sweep_every_five(component: dict[str, Any]) -> None:
-    from handler.pull import is_pull_tick
+    from handler.ingress import is_pull_tick
 
     timers = {t["argument"]: t for t in triggers(component, "timer")}
     assert set(timers) == {"pull", "sweep"} and all(t["enable"] is True for t in timers.values())
@@ -79,7 +79,7 @@ def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: di
     assert component["inputs"]["role"]
     policy = json.loads((SCF / "cam-policy.json").read_text())
     assert policy["version"] == "2.0"
-    statement, queue = policy["statement"]
+    statement, queue, invoke = policy["statement"]
     assert statement["effect"] == "allow"
     assert statement["resource"] == ["*"]
     assert set(statement["action"]) == {"name/batch:RetryJobs", "name/batch:DescribeJob",
@@ -90,6 +90,11 @@ def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: di
     assert queue["effect"] == "allow"
     assert set(queue["action"]) == {"name/tdmq:BatchReceiveMessage", "name/tdmq:BatchDeleteMessage"}
     assert queue["resource"] == ["qcs::tdmq:ap-guangzhou:uin/OWNER_UIN:queue/batch-autoretry"]
+    # An HTTP push is answered within 10 s; the rest is drained by the function invoking itself
+    # asynchronously (handler/continuation.py), and only itself.
+    assert invoke["action"] == ["name/scf:Invoke"]
+    assert invoke["resource"] == [
+        "qcs::scf:ap-guangzhou:uin/OWNER_UIN:namespace/default/function/batch-autoretry-*"]
 
 
 @pytest.fixture(scope="module")

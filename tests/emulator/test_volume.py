@@ -18,9 +18,10 @@ RETAINED = 50_000
 @pytest.fixture(scope="module")
 def crowded() -> Iterator[tuple[Emulator, list[str]]]:
     with Emulator(SECRET_ID, SECRET_KEY, REGION, speedup=20.0, run_s=1.0, limits={}, seed=3) as emu:
-        threads = threading.active_count()
+        threads = set(threading.enumerate())
         ids = emu.add_failed_jobs(RETAINED, "retained")
-        assert threading.active_count() <= threads  # no thread, timer or notice per job
+        assert set(threading.enumerate()) - threads == set()  # no thread per job
+        assert emu.pushes == [] and emu.fleet.running() == 0  # no notice, no timer
         yield emu, ids
 
 

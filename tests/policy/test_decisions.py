@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from handler.jobs import JobView
-from handler.policy import Action, FleetBudget
+from handler.policy import Action, DetailsMissing, FleetBudget
 from handler.policy.engine import RulesPolicy
 
-from .builders import detail_calls, failure, policy
+from .builders import as_the_retrier, failure, policy
 
 SPOT = [("main", [(None, "Spot instance reclaimed")])]
 OOM = [("main", [(137, "OOMKilled")])]
@@ -64,6 +65,11 @@ ROWS = [
         action=Action.SKIP, rule="default"),
     Row("job StateReason regex", one_rule("{job_reason_regex: '(?i)insufficient'}"),
         {"reason": "Insufficient balance"}),
+    Row("job reason glob matches the StateDetailedReason too", one_rule("{job_reason: '*quota*'}"),
+        {"reason": "job failed", "detailed_reason": "CVM quota exceeded in ap-guangzhou-3"}),
+    Row("job reason regex matches the StateDetailedReason too",
+        one_rule("{job_reason_regex: '(?i)insufficient'}"),
+        {"reason": "job failed", "detailed_reason": "Insufficient balance"}),
     Row("failed task name glob", one_rule("{task_name: 'pre*'}"), {"tasks": [("prepare", [(1, "x")])]}),
     Row("failed task name glob mismatch", one_rule("{task_name: 'pre*'}"), {"tasks": OOM},
         action=Action.SKIP, rule="default"),
@@ -77,6 +83,15 @@ ROWS = [
         {"tasks": SPOT}, action=Action.SKIP, rule="default"),
     Row("instance StateReason glob", one_rule("{instance_reason: '*reclaim*'}"), {"tasks": SPOT}),
     Row("instance StateReason regex", one_rule("{instance_reason_regex: '(?i)^spot'}"), {"tasks": SPOT}),
+    Row("instance reason glob matches the StateDetailedReason too",
+        one_rule("{instance_reason: '*reclaim*'}"),
+        {"tasks": [("main", [(143, "task instance failed", "Spot instance reclaimed")])]}),
+    Row("instance reason regex matches the StateDetailedReason too",
+        one_rule("{instance_reason_regex: '(?i)^spot'}"),
+        {"tasks": [("main", [(143, None, "Spot instance reclaimed")])]}),
+    Row("instance reason glob matches neither text", one_rule("{instance_reason: '*reclaim*'}"),
+        {"tasks": [("main", [(1, "task instance failed", "exit status 1")])]},
+        action=Action.SKIP, rule="default"),
     Row("instance conditions hold on one instance, not across instances",
         one_rule("{exit_code: 137, instance_reason: 'OOM*'}"),
         {"tasks": [("main", [(137, "disk full"), (1, "OOMKilled")])]},
@@ -90,13 +105,15 @@ ROWS = [
         reason="retry 2 of 3", cap=3),
     Row("RETRY with a per-rule cap", one_rule("{}", extra="    max_attempts: 5\n"),
         {"spent": {"attempts": 4}}, reason="retry 5 of 5", cap=5),
-    Row("RETRY at its cap is skipped", one_rule("{}"), {"spent": {"attempts": 3}},
-        action=Action.SKIP, reason="max_attempts: 3 of 3 retries spent"),
+    Row("RETRY at its cap still states counter and cap: the ledger refuses the claim",
+        one_rule("{}"), {"spent": {"attempts": 3}},
+        reason="retry 4 of 3: over the cap, the ledger will refuse it", cap=3),
     Row("RETRY_UNCOUNTED leaves the job budget alone", one_rule("{}", "RETRY_UNCOUNTED"),
         {"spent": {"attempts": 3}}, reason="uncounted retry 1 of 10", counter="uncounted", cap=10),
-    Row("RETRY_UNCOUNTED at its own cap is skipped",
+    Row("RETRY_UNCOUNTED at its own cap states that cap",
         one_rule("{}", "RETRY_UNCOUNTED", "    max_uncounted: 2\n"),
-        {"spent": {"uncounted": 2}}, action=Action.SKIP, reason="max_uncounted: 2 of 2 uncounted retries"),
+        {"spent": {"uncounted": 2}}, reason="uncounted retry 3 of 2: over the cap", counter="uncounted",
+        cap=2),
     Row("RETRY_UNCOUNTED with a named counter", one_rule("{}", "RETRY_UNCOUNTED", "    counter: spot\n"),
         {"spent": {"uncounted": 9}}, reason="spot retry 1 of 10", counter="spot", cap=10),
     Row("SKIP gives its reason", one_rule("{}", "SKIP", "    reason: usage error\n"),
@@ -137,10 +154,31 @@ ROWS = [
         reason="retry 5 of 5 (cap from tag autoretry:max-attempts='5')", cap=5),
     Row("max-attempts tag lowers the cap", one_rule("{}", extra="    max_attempts: 9\n"),
         {"tags": {"autoretry:max-attempts": "1"}, "spent": {"attempts": 1}},
-        action=Action.SKIP, reason="max_attempts: 1 of 1 retries spent (cap from tag"),
-    Row("max-attempts event var wins over the tag", one_rule("{}"),
-        {"tags": {"autoretry:max-attempts": "1"}, "event_vars": {"autoretry:max-attempts": "4"},
-         "spent": {"attempts": 3}}, reason="retry 4 of 4", cap=4),
+        reason="retry 2 of 1: over the cap, the ledger will refuse it (cap from tag", cap=1),
+    Row("max-attempts event var lowers the cap", one_rule("{}"),
+        {"event_vars": {"autoretry:max-attempts": "1"}},
+        reason="retry 1 of 1 (cap from event var autoretry:max-attempts='1')", cap=1),
+    Row("max-attempts event var lowers the tag's cap", one_rule("{}"),
+        {"tags": {"autoretry:max-attempts": "5"}, "event_vars": {"autoretry:max-attempts": "2"}},
+        reason="retry 1 of 2 (cap from event var", cap=2),
+    Row("max-attempts event var cannot raise the tag's cap", one_rule("{}"),
+        {"tags": {"autoretry:max-attempts": "1"}, "event_vars": {"autoretry:max-attempts": "4"}},
+        reason="retry 1 of 1 (cap from tag autoretry:max-attempts='1'); ignored event var "
+               "autoretry:max-attempts='4': a notice may only lower the cap (1)", cap=1),
+    Row("max-attempts event var cannot raise the policy's cap", one_rule("{}"),
+        {"event_vars": {"autoretry:max-attempts": "100"}, "spent": {"attempts": 3}},
+        reason="retry 4 of 3: over the cap, the ledger will refuse it; ignored event var", cap=3),
+    Row("policy-rule event var cannot choose a rule",
+        "rules:\n  - {name: oom, when: {exit_code: 137}, action: SKIP}\n"
+        "  - {name: everything-else, when: {job_name: 'etl-*'}, action: RETRY}",
+        {"tasks": OOM, "event_vars": {"autoretry:policy-rule": "everything-else"}},
+        action=Action.SKIP, rule="oom",
+        reason="skipped by rule; ignored event var autoretry:policy-rule='everything-else': a notice "
+               "cannot choose a rule"),
+    Row("tag values are read in any case", one_rule("{}"), {"tags": {"autoretry:disabled": "TRUE"}},
+        action=Action.SKIP, rule="override", reason="disabled_by_tag: tag autoretry:disabled='TRUE'"),
+    Row("tag keys and yes are read in any case", one_rule("{}"), {"tags": {"AutoRetry:Disabled": "Yes"}},
+        action=Action.SKIP, rule="override"),
     Row("max-attempts does not touch the uncounted cap", one_rule("{}", "RETRY_UNCOUNTED"),
         {"tags": {"autoretry:max-attempts": "0"}}, counter="uncounted", cap=10),
     Row("invalid max-attempts is ignored and noted", one_rule("{}"),
@@ -170,7 +208,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_policy_decides(row: Row) -> None:
-    decision = policy(row.rules).decide(failure(**row.facts))
+    decision, _ = as_the_retrier(policy(row.rules), failure(**row.facts))
     assert (decision.action, decision.rule) == (row.action, row.rule), decision.reason
     assert decision.reason.startswith(row.reason), decision.reason
     if row.action == Action.RETRY:
@@ -179,45 +217,83 @@ def test_policy_decides(row: Row) -> None:
             assert decision.cap == row.cap
 
 
-def test_name_and_tag_policy_never_fetches_details() -> None:
+def test_name_and_tag_policy_never_wants_details() -> None:
     p = policy("""
         rules:
           - {name: nightly, when: {job_name: 'nightly-*', tags: {team: data}}, action: RETRY}
           - {name: vars, when: {event: JOB_FAILED, event_vars: {pipeline: x}}, action: RETRY}
         default: {action: RETRY}
     """)
-    assert not p.needs_details
     for facts in ({}, {"name": "nightly-1", "tags": {"team": "data"}}, {"event_vars": {"pipeline": "x"}}):
-        f = failure(**facts)  # type: ignore[arg-type]
-        p.decide(f)
-        assert detail_calls(f) == 0
+        decision, read = as_the_retrier(p, failure(**facts))  # type: ignore[arg-type]
+        assert decision.action == Action.RETRY and not read
 
 
 def test_detail_condition_is_not_checked_when_a_cheap_one_fails() -> None:
     p = policy("rules:\n  - {name: r, when: {job_name: 'etl-*', exit_code: 137}, action: SKIP}")
-    assert p.needs_details
-    f = failure(tasks=OOM)
-    assert p.decide(f).rule == "default"
-    assert detail_calls(f) == 0
+    decision, read = as_the_retrier(p, failure(tasks=OOM))
+    assert decision.rule == "default" and not read
 
 
-def test_details_are_fetched_once_for_many_detail_rules() -> None:
+def test_details_are_wanted_for_the_first_rule_that_could_still_match() -> None:
+    p = policy("""
+        rules:
+          - {name: etl, when: {job_name: 'etl-*', exit_code: 137}, action: SKIP}
+          - {name: render, when: {job_name: 'render-*'}, action: RETRY}
+          - {name: oom, when: {exit_code: 137}, action: SKIP}
+    """)
+    bare = replace(failure(tasks=OOM), details=None)
+    assert not p.wants_details(bare)  # 'render' decides from the name before 'oom' is reached
+    assert p.decide(bare).rule == "render"
+    assert p.wants_details(replace(bare, job=bare.job.model_copy(update={"JobName": "etl-1"})))
+
+
+def test_one_read_of_details_serves_every_detail_rule() -> None:
     p = policy("""
         rules:
           - {name: a, when: {job_reason: 'x*'}, action: SKIP}
           - {name: b, when: {exit_code: 1}, action: SKIP}
           - {name: c, when: {instance_reason: 'OOM*'}, action: SKIP}
     """)
+    decision, read = as_the_retrier(p, failure(tasks=OOM))
+    assert decision.rule == "c" and read
+
+
+def test_details_are_not_wanted_once_given() -> None:
+    p = policy("rules:\n  - {name: r, when: {exit_code: 137}, action: SKIP}")
     f = failure(tasks=OOM)
-    assert p.decide(f).rule == "c"
-    assert detail_calls(f) == 1
+    assert not p.wants_details(f)
+    assert p.wants_details(replace(f, details=None))
 
 
-def test_too_old_failure_fetches_no_details() -> None:
-    p = policy("rules:\n  - {name: r, when: {exit_code: 137}, action: RETRY}")
-    f = failure(tasks=OOM, age_s=200_000)
-    assert p.decide(f).reason.startswith("too_old")
-    assert detail_calls(f) == 0
+def test_deciding_without_the_details_a_rule_needs_is_a_clear_error() -> None:
+    p = policy("rules:\n  - {name: oom, when: {exit_code: 137}, action: SKIP}")
+    with pytest.raises(DetailsMissing, match=r"rule 'oom' needs the job's details .*policy.wants_details"):
+        p.decide(replace(failure(tasks=OOM), details=None))
+
+
+@pytest.mark.parametrize("facts", [
+    {"age_s": 200_000},  # too old
+    {"tags": {"autoretry:disabled": "true"}},  # disabled
+    {"tags": {"autoretry:policy-rule": "all"}},  # a rule forced by its tag, conditions unchecked
+])
+def test_decisions_made_before_the_rules_want_no_details(facts: dict[str, Any]) -> None:
+    p = policy("rules:\n  - {name: r, when: {exit_code: 137}, action: RETRY}\n"
+               "  - {name: all, action: RETRY}")
+    decision, read = as_the_retrier(p, failure(tasks=OOM, **facts))
+    assert not read, decision
+
+
+def test_ignored_overrides_travel_on_the_decision_and_the_policy_logs_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    p = policy("rules:\n  - {name: r, action: RETRY}")
+    with caplog.at_level(logging.DEBUG):
+        d = p.decide(failure(tags={"autoretry:max-attempts": "lots"},
+                             event_vars={"autoretry:policy-rule": "r"}))
+    assert d.notes == ("tag autoretry:max-attempts='lots': expected a whole number from 0 to 100",
+                       "event var autoretry:policy-rule='r': a notice cannot choose a rule; set it "
+                       "as a job tag")
+    assert caplog.records == []
 
 
 def test_fleet_budget_travels_on_every_retry_decision() -> None:
@@ -233,6 +309,14 @@ def test_fleet_budget_travels_on_every_retry_decision() -> None:
 
 def test_no_fleet_budget_unless_the_file_sets_one() -> None:
     assert policy("default: {action: RETRY}").decide(failure()).fleet is None
+
+
+def test_a_spent_counter_is_due_at_once_so_its_refusal_is_not_delayed() -> None:
+    p = policy("default: {action: RETRY}\nlimits: {max_attempts: 2, backoff: {initial: 1m, jitter: none}}")
+    assert p.decide(failure(spent={"attempts": 1})).delay_s == 120
+    spent = p.decide(failure(spent={"attempts": 2}))
+    assert (spent.action, spent.delay_s, spent.cap) == (Action.RETRY, 0.0, 2)
+    assert spent.over_cap_reason == "max_attempts: the job's cap of 2 retries is spent"
 
 
 def test_backoff_grows_with_retries_spent_and_is_capped() -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from handler.commands.policy import main
 from handler.policy import Action
-from handler.policy.cli import main
 from handler.policy.engine import RulesPolicy
 from handler.policy.loader import load_rules_policy
 
-from .builders import failure
+from .builders import as_the_retrier, failure
 
 POLICIES = Path(__file__).parents[2] / "policies"
 FILES = sorted(POLICIES.glob("*.y*ml")) + sorted(POLICIES.glob("*.json"))
@@ -53,7 +53,8 @@ def test_skip_oom_and_usage_errors_retries_the_rest_with_backoff() -> None:
     rest = p.decide(failure(tasks=[("main", [(143, None)])], spent={"attempts": 2}))
     assert (rest.action, rest.rule, rest.cap) == (Action.RETRY, "default", 3)
     assert 0 <= rest.delay_s <= 120  # 30s · 2² with full jitter
-    assert p.decide(failure(tasks=[("main", [(3, None)])], spent={"attempts": 3})).action == Action.SKIP
+    spent = p.decide(failure(tasks=[("main", [(3, None)])], spent={"attempts": 3}))
+    assert (spent.action, spent.counter, spent.cap, spent.delay_s) == (Action.RETRY, "attempts", 3, 0)
 
 
 def test_per_team_routes_by_tags_names_and_event_vars() -> None:
@@ -73,6 +74,11 @@ def test_per_team_routes_by_tags_names_and_event_vars() -> None:
 
 def test_per_team_reads_details_only_for_genomics_jobs() -> None:
     p = example("per-team.yaml")
-    f = failure(name="render-nightly-1", tasks=[("main", [(137, None)])])
-    p.decide(f)
-    assert not f.details_fetched
+    render, read = as_the_retrier(p, failure(name="render-nightly-1", tasks=[("main", [(137, None)])]))
+    assert render.rule == "render" and not read
+    oom, read = as_the_retrier(p, failure(tags={"team": "genomics"}, tasks=[("main", [(137, None)])]))
+    assert oom.rule == "genomics-oom" and read
+
+
+def test_per_team_tells_operators_when_a_budget_is_spent() -> None:
+    assert example("per-team.yaml").notify_outcomes == {"max_attempts", "budget_exhausted"}

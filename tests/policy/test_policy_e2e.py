@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-emulator = pytest.importorskip("emulator")
-Emulator, Outcome = emulator.Emulator, emulator.Outcome
+from emulator import Outcome
+from handler import app
+from handler.ledger import Ledger
 
-from handler import app  # noqa: E402
-from handler.ledger.ledger import Ledger  # noqa: E402
-
-from ..pushes import failure_push  # noqa: E402
+from ..pushes import failure_push
 
 SPOT = "CVM_SPOT_RECLAIMED: the spot instance was reclaimed"
 
@@ -108,3 +106,44 @@ def test_a_policy_on_names_and_tags_reads_no_job_details(with_policy: Any) -> No
     assert deliver(emu, yes) == 200 and deliver(emu, no) == 200
     assert emu.retry_counts() == {yes: 1, no: 0}
     assert emu.count("DescribeJob") == 0 and emu.count("DescribeTask") == 0
+
+
+def test_the_builtin_policy_leaves_a_job_tagged_disabled_alone(wired: Any) -> None:
+    mine = wired.add_failed_job("mine", [Outcome.succeed()], tags={"autoretry:disabled": "TRUE"})
+    capped = wired.add_failed_job("capped", [Outcome.succeed()], tags={"autoretry:max-attempts": "0"})
+    other = wired.add_failed_job("theirs", [Outcome.succeed()])
+    for job in (mine, capped, other):
+        assert deliver(wired, job) == 200
+    assert wired.retry_counts() == {mine: 0, capped: 0, other: 1}
+    decided = {d["job_id"]: d["decisions"][-1] for d in ledger().jobs()}
+    assert decided[mine]["reason"] == "disabled_by_tag: tag autoretry:disabled='TRUE'"
+    assert decided[capped]["reason"].startswith("max_attempts: the job's cap of 0 retries is spent")
+
+
+def test_a_notice_asking_for_a_hundred_retries_gets_the_cap_of_three(wired: Any) -> None:
+    bug = Outcome.fail("exit 1", exit_code=1)
+    job = wired.add_failed_job("bug", [bug] * 6, reason="exit 1", exit_code=1,
+                               event_vars={"autoretry:max-attempts": "100"})
+    for run in range(1, 5):
+        wait_failed_again(wired, job, run)
+        assert deliver(wired, job) == 200
+    assert deliver(wired, job) == 200  # and once more for luck
+    assert wired.retry_counts()[job] == 3
+    [record] = [j for j in ledger().jobs() if j["job_id"] == job]
+    assert record["decisions"][-1]["reason"] == "max_attempts: the job's cap of 3 retries is spent"
+
+
+def test_a_notice_naming_a_rule_cannot_turn_an_out_of_memory_skip_into_a_retry(with_policy: Any) -> None:
+    emu = with_policy("""
+        rules:
+          - {name: oom, when: {exit_code: 137}, action: SKIP, reason: out of memory}
+          - {name: everything-else, when: {job_name: 'etl-*'}, action: RETRY}
+    """)
+    job = emu.add_failed_job("render", [Outcome.succeed()], reason="killed", exit_code=137,
+                             event_vars={"autoretry:policy-rule": "everything-else"})
+    assert deliver(emu, job) == 200
+    assert emu.retry_counts()[job] == 0
+    [record] = [j for j in ledger().jobs() if j["job_id"] == job]
+    assert (record["decisions"][-1]["rule"], record["decisions"][-1]["reason"]) == (
+        "oom", "out of memory; ignored event var autoretry:policy-rule='everything-else': a notice "
+               "cannot choose a rule; set it as a job tag")

@@ -40,7 +40,7 @@ def pull_once(observer: Observer | None = None, seconds: float = 20.0) -> PullRe
     rt = app.runtime()
     retrier = rt.retrier(observer)
     deadline = Deadline.after(seconds)
-    report = pull(client(), enqueue_with(retrier, rt.config.default_region, observer), deadline,
+    report = pull(client(), enqueue_with(retrier, rt.config.regions, observer), deadline,
                   observer=observer)
     retrier.drain(deadline)
     return report

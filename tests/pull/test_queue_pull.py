@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator, Outcome
+from handler import app
 from handler.cmq import QueueError
 from handler.commands import pull as pull_command
 from handler.notices import Notice
@@ -42,6 +43,23 @@ def test_each_notice_delivered_three_times_retries_each_failure_once(queue: Emul
     assert queue.count("RetryJobs", error=None) == 1  # one group commit for all 20
 
 
+@pytest.mark.parametrize("tick", [{"Type": "Timer", "Message": "pull"},
+                                  {"source": "aws.events", "detail-type": "Scheduled Event",
+                                   "detail": {"autoretry": "pull"}}], ids=["scf", "aws"])
+def test_the_functions_pull_tick_pulls_the_queue_and_retries_each_failure_once(
+        queue: Emulator, tick: dict[str, object]) -> None:
+    jobs = failed_jobs(queue, 5)
+    for _ in range(3):
+        for job in jobs:
+            queue.publish(job)
+    answer = app.main_handler(tick, {"time_limit_in_ms": 20000})
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 200
+    assert (body["received"], body["accepted"], body["deleted"]) == (15, 15, 15)
+    assert queue.cmq.depth(QUEUE) == 0
+    assert {j: queue.retry_counts()[j] for j in jobs} == dict.fromkeys(jobs, 1)
+
+
 def test_message_received_but_never_deleted_reappears_and_still_retries_once(queue: Emulator) -> None:
     (job,) = failed_jobs(queue, 1)
     queue.publish(job)
@@ -65,7 +83,7 @@ from handler.pull import enqueue_with, pull
 from handler.retrier import Deadline
 rt = app.runtime()
 observer = Observer(quiet=True)
-ledger_step = enqueue_with(rt.retrier(observer), rt.config.default_region, observer)
+ledger_step = enqueue_with(rt.retrier(observer), rt.config.regions, observer)
 def accept_then_die(notices):
     ledger_step(notices)
     os.kill(os.getpid(), signal.SIGKILL)  # between the ledger and the delete

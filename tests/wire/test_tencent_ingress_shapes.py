@@ -14,8 +14,7 @@ import pytest
 
 from emulator import Emulator
 from handler import app
-from handler.ingress import classify_event
-from handler.pull import is_pull_tick
+from handler.ingress import classify_event, is_pull_tick
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 HTTP_SAMPLES = ["scf-function-url-push-envelope.json", "scf-function-url-simplified-bearer.json",
@@ -68,5 +67,6 @@ def test_pull_ticks_are_the_marked_timer_events_only() -> None:
     ticks = {p.name: is_pull_tick(json.loads(p.read_text())) for p in sorted(EVENTS.glob("*.json"))}
     assert {name for name, pull in ticks.items() if pull} == {"scf-timer-pull.json",
                                                                "aws-scheduled-pull.json"}
-    for name in ("scf-timer-pull.json", "aws-scheduled-pull.json"):  # still timer events today
-        assert classify_event(json.loads((EVENTS / name).read_text())).kind == "timer"
+    for name in ("scf-timer-pull.json", "aws-scheduled-pull.json"):
+        assert classify_event(json.loads((EVENTS / name).read_text())).kind == "pull"
+    assert classify_event(json.loads((EVENTS / "scf-timer.json").read_text())).kind == "timer"
