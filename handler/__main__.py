@@ -1,4 +1,4 @@
-"""`python -m handler serve|invoke|sweep|policy|ledger|demo|verify`: local commands around the function."""
+"""`python -m handler COMMAND`: the local commands around the function (see USAGE below)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ commands:
                                      validate policy files, or explain a decision
   ledger list|show JOB_ID|stats      what the function decided, and the ledger's state
   demo                               emulator + endpoint + a mixed fleet of jobs, then a table
+  push JOB_ID [--dups N] [--url URL] send the local endpoint a failure notice as the topic would
   verify URL [--token T | --hmac-secret S]
                                      send a deployed endpoint a notice, explain its answer
   pull [--once] [--queue NAME]       pull the TDMQ-CMQ queue into the ledger, then drain
@@ -41,6 +42,9 @@ def main(argv: list[str]) -> int:
     if command == "policy":
         from handler.commands.policy import main as policy
         return int(policy(rest))
+    if command == "push":
+        from handler.commands.push import main as push
+        return push(rest)
     if command == "verify":
         from handler.commands.verify import main as verify
         return verify(rest)

@@ -9,11 +9,16 @@ import contextlib
 import io
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handler.commands import one_line
+
+PROG = "python -m handler demo"
+PROGRESS_EVERY_S = 3.0
 SECRET_ID, SECRET_KEY = "AKIDLOCALDEMO", "demo-secret-key"
 
 
@@ -43,8 +48,9 @@ def scenarios() -> list[Scenario]:
     ]
 
 
+@one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m handler demo", description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
     ap.add_argument("--duplicates", type=int, default=2, help="extra copies of every push")
     ap.add_argument("--seconds", type=float, default=60.0, help="give up after this long")
     ap.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
@@ -87,10 +93,19 @@ def main(argv: list[str]) -> int:
                              notify=["JOB_FAILED", "JOB_FAILED_INTERRUPTED"] if sc.publish else [])
         jobs[job_id] = sc
 
+    shown = sys.stdout  # progress goes here even while the function's log lines are muted
     quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext()
-    end = time.time() + args.seconds
-    next_sweep = time.time() + 3.0
+    started = time.time()
+    end = started + args.seconds
+    next_sweep = started + 3.0
     settled = False
+    ticking = threading.Event()
+
+    def tick() -> None:  # its own thread: a sweep can hold the loop below for seconds
+        while not ticking.wait(PROGRESS_EVERY_S):
+            print(f"  {time.time() - started:3.0f} s  {_progress(emu, jobs)}", file=shown, flush=True)
+
+    threading.Thread(target=tick, daemon=True).start()
     with quiet:
         while time.time() < end and not settled:
             time.sleep(0.25)
@@ -98,15 +113,43 @@ def main(argv: list[str]) -> int:
                 runtime().retrier(Observer()).sweep(Deadline.after(20))
                 next_sweep = time.time() + 3.0
             settled = _settled(emu, runtime(), jobs)
+        ticking.set()
         # Stop pushes still on their way (duplicates) before the table, so no log line follows it.
         server.shutdown()
         emu.stop()
+    print()
     _table(emu, runtime(), jobs)
-    print("\nledger: python -m handler ledger list   (with AUTORETRY_STORE=sqlite:///var/demo.db)")
+    stubborn = next((j for j, sc in jobs.items() if sc.name == "train-bug"), "JOB_ID")
+    print(f"\nthe ledger's view, from this directory (the demo's SQLite file is {db}):")
+    print(f"  AUTORETRY_STORE=sqlite:///{db} .venv/bin/python -m handler ledger list")
+    print(f"  AUTORETRY_STORE=sqlite:///{db} .venv/bin/python -m handler ledger show {stubborn}")
+    print("your own walk-through: README.md, 'Walk-through: make a job fail and watch it retried'")
     if not settled:
         print(f"\nnot every job was settled after {args.seconds:g} s", file=sys.stderr)
         return 1
     return 0
+
+
+def _failures(emu: Any, jobs: dict[str, Scenario]) -> tuple[int, int]:
+    """Failures so far and retries applied. Every retry follows a failure, and a job FAILED now is
+    a failure not (yet) retried."""
+    snaps = [emu.job(j) for j in jobs]
+    retries = sum(int(s["retries"]) for s in snaps)
+    return retries + sum(1 for s in snaps if s["state"] in ("FAILED", "FAILED_INTERRUPTED")), retries
+
+
+def deliveries(pushes: list[dict[str, Any]]) -> tuple[int, int]:
+    """Notices the function accepted (2xx) and, of those, duplicates: copies of a message it had
+    already been delivered (a topic's copies and redeliveries share the message id)."""
+    ok = [p for p in pushes if isinstance(p.get("status"), int) and 200 <= p["status"] < 300]
+    return len(ok), len(ok) - len({p["msg_id"] for p in ok})
+
+
+def _progress(emu: Any, jobs: dict[str, Scenario]) -> str:
+    failures, retries = _failures(emu, jobs)
+    delivered, duplicates = deliveries(emu.pushes)
+    return (f"{failures} failures so far, {retries} retried; {delivered} notices delivered "
+            f"({duplicates} duplicates absorbed); {emu.count('RetryJobs')} RetryJobs calls")
 
 
 def _settled(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> bool:
@@ -127,6 +170,7 @@ def _settled(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> bool:
 
 
 def _table(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> None:
+    from handler.commands.ledger import failure_of
     from handler.jobs import JobRef
 
     counts = emu.retry_counts()
@@ -136,11 +180,15 @@ def _table(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> None:
         snap = emu.job(job_id)
         record = rt.ledger.job(JobRef("ap-guangzhou", job_id)) or {}
         decisions = record.get("decisions", [])
-        last = decisions[-1] if decisions else {}
+        # A failure's decision says more than a later note that the job was running again.
+        on_failures = [d for d in decisions if failure_of(str(d.get("key", "")))]
+        last = (on_failures or decisions or [{}])[-1]
         said = f"{last.get('outcome', '-')}: {last.get('reason', '')}" if last else "-"
         print(f"{job_id:14} {sc.name:16} {sc.story:50} {snap['runs']:>4} "
               f"{counts.get(job_id, 0):>7} {snap['state']:8} {said}")
-    pushes = len(emu.pushes)
-    print(f"\n{pushes} pushes delivered, {emu.count('RetryJobs')} RetryJobs calls "
-          f"({sum(counts.values())} job retries), {emu.count('DescribeJobs')} DescribeJobs calls, "
+    delivered, duplicates = deliveries(emu.pushes)
+    failures, retries = _failures(emu, jobs)
+    print(f"\n{delivered} notices delivered, {duplicates} duplicates absorbed, "
+          f"{emu.count('RetryJobs')} RetryJobs calls: {retries} retries for {failures} failures")
+    print(f"{emu.count('DescribeJobs')} DescribeJobs calls, "
           f"{emu.count('RetryJobs', error='RequestLimitExceeded')} throttled")

@@ -9,6 +9,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from handler.commands import Refused, one_line, where_the_store_is
+
+PROG = "python -m handler invoke"
+
 
 class LocalLambdaContext:
     """Just enough of AWS's context object for the entry point."""
@@ -24,8 +28,9 @@ class LocalLambdaContext:
         return int((self._end - time.time()) * 1000)
 
 
+@one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m handler invoke", description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
     ap.add_argument("file", help="a JSON event, e.g. events/scf-apigw-push-envelope.json ('-' for stdin)")
     ap.add_argument("--lambda", dest="aws", action="store_true", help="use lambda_handler")
     args = ap.parse_args(argv)
@@ -36,11 +41,35 @@ def main(argv: list[str]) -> int:
     except (OSError, json.JSONDecodeError) as e:
         print(f"cannot read event {args.file}: {e}", file=sys.stderr)
         return 2
-    from handler.app import lambda_handler, main_handler
+    from handler.app import RedeliverLater, lambda_handler, main_handler
+    from handler.config import Config
 
-    if args.aws:
-        result = lambda_handler(event, LocalLambdaContext())
-    else:
-        result = main_handler(event, {"request_id": uuid.uuid4().hex, "time_limit_in_ms": 30000})
+    note = where_the_store_is(Config.from_env().store)
+    if note:
+        print(f"ledger: {note}", file=sys.stderr)
+
+    try:
+        if args.aws:
+            result = lambda_handler(event, LocalLambdaContext())
+        else:
+            result = main_handler(event, {"request_id": uuid.uuid4().hex, "time_limit_in_ms": 30000})
+    except RedeliverLater as e:
+        # A queue, timer or direct invocation answered 5xx: the function fails the invocation so
+        # that the platform delivers it again. Here that is the end of the story: say why.
+        raise Refused(f"the function failed the invocation (the platform would deliver it "
+                      f"again): {e}{_store_hint(str(e))}") from None
     print(json.dumps(result, indent=2))
     return 0 if int(result.get("statusCode", 200)) < 400 else 1
+
+
+def _store_hint(error: str) -> str:
+    if "ledger unavailable" not in error:
+        return ""
+    from handler.config import Config, ConfigError
+    from handler.ledger import describe_store
+
+    try:
+        store = describe_store(Config.from_env().store)
+    except ConfigError:
+        return ""
+    return f" (AUTORETRY_STORE={store}: is it running? the function's log line says more)"

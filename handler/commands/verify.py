@@ -23,6 +23,7 @@ import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from handler.auth import signed_headers
+from handler.commands import one_line
 
 TIMEOUT_S = 20.0  # a push is redelivered after ~15 s without an answer; wait a little longer
 
@@ -64,6 +65,7 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
+@one_line("python -m handler verify")
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m handler verify", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

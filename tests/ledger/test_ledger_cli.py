@@ -6,6 +6,7 @@ then read through the command, with AUTORETRY_STORE naming the store as in a dep
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 
 from handler import app
+from handler.commands.ledger import MEANING
 from handler.commands.ledger import main as ledger_cli
 from handler.jobs import FailureKey, JobRef
 from handler.ledger import Ledger, open_store
+from handler.outcomes import Outcome
 from handler.policy import Action, RetryDecision
 
 from .conftest import FakeClock, SharedStore
@@ -117,45 +120,174 @@ def test_list_filters_by_time(filled: float, capsys: pytest.CaptureFixture[str])
 
 
 def test_list_refuses_a_since_it_cannot_read(filled: float, capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in ("2 hours", "h", "90"):
+    for bad in ("2 hours", "h", "-1h", "yesterday"):
         with pytest.raises(SystemExit) as info:
-            ledger_cli(["list", "--since", bad])
+            ledger_cli(["list", f"--since={bad}"])
         assert info.value.code == 2
-        assert "argument --since: expected e.g. 30m, 2h, 1d" in capsys.readouterr().err
+        assert "argument --since: expected a duration such as" in capsys.readouterr().err
+
+
+def test_list_reads_since_as_a_policy_file_does(filled: float, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:
+    # handler.policy.durations: compound spellings and plain seconds, as in a policy file
+    assert _list(capsys, "--since", "1h30m") == _list(capsys, "--since", "5400")
+    assert [r["job"] for r in _list(capsys, "--since", "10m")] == ["job-dddddddd", "job-cccccccc"]
+
+
+def test_outcome_refuses_a_word_outside_the_vocabulary_and_lists_the_words(
+        filled: float, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        ledger_cli(["list", "--outcome", "retry"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'retry'" in err
+    assert all(f"'{o.value}'" in err for o in Outcome)
+
+
+def test_help_lists_every_outcome_word_with_its_meaning(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["list", "--help"], ["--help"]):
+        with pytest.raises(SystemExit):
+            ledger_cli(args)
+        lines = capsys.readouterr().out.splitlines()
+        for o in Outcome:
+            assert any(line.split(None, 1) == [o.value, MEANING[o]] for line in lines), o
+
+
+def test_every_outcome_word_has_a_meaning() -> None:
+    assert set(MEANING) == set(Outcome)
+
+
+def test_limit_refuses_negatives_and_caps_the_rows(filled: float,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        ledger_cli(["list", "--limit", "-1"])
+    assert info.value.code == 2
+    assert "argument --limit: expected 0 or more, got -1" in capsys.readouterr().err
+    assert _list(capsys, "--limit", "0") == []
+    assert [r["job"] for r in _list(capsys, "--limit", "2")] == ["job-dddddddd", "job-cccccccc"]
 
 
 def test_list_as_a_table_has_one_line_per_decision(filled: float, capsys: pytest.CaptureFixture[str]
                                                    ) -> None:
     assert ledger_cli(["list", "--job", "job-bbbbbbbb"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
-    assert header.split()[:5] == ["time", "job", "outcome", "rule", "reason"]
-    assert len(lines) == 1 and "skipped" in lines[0] and "exit code 1 is a bug" in lines[0]
+    assert header.split() == ["time", "(UTC)", "job", "outcome", "rule", "reason"]
+    assert len(lines) == 1
+    assert lines[0].split()[2:5] == ["job-bbbbbbbb", "skipped", "bugs"]
+    assert "exit code 1 is a bug; failure of 2026-01-01T03:10:00Z" in lines[0]
 
 
-def test_show_gives_each_failure_with_decision_reason_and_attempts_left(
+def _history(out: str) -> list[list[str]]:
+    """`ledger show`'s rows: date, time, outcome, rule, then the reason's words."""
+    return [line.split() for line in out.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:", line)]
+
+
+def test_show_tells_each_decision_in_words_with_rule_reason_and_retries_spent(
         filled: float, capsys: pytest.CaptureFixture[str]) -> None:
     assert ledger_cli(["show", "job-aaaaaaaa"]) == 0
     out = capsys.readouterr().out
-    assert f"job job-aaaaaaaa ({REGION})" in out
-    # retried once (the throttled claim was refunded): 2 of the default 3 left
-    assert 'retries spent: {"attempts": 1}; attempts left (default budget 3): 2' in out
-    [first] = [line for line in out.splitlines() if "2026-01-01T00:00:00Z" in line]
-    [second] = [line for line in out.splitlines() if "2026-01-01T03:00:00Z" in line]
-    assert "RETRY -> retried  [spot] retry 1 of 3" in first
-    assert "RETRY -> released: throttled (RequestLimitExceeded)  [spot] retry 2 of 3" in second
+    assert "{" not in out  # words, not JSON
+    assert f"job job-aaaaaaaa in {REGION}" in out
+    assert "retries spent: 1 on attempts" in out  # the throttled claim was refunded
+    rows = _history(out)
+    assert [r[2:4] for r in rows] == [["retried", "spot"], ["released", "spot"]]  # oldest first
+    assert " ".join(rows[0][4:]) == "retry 1 of 3; failure of 2026-01-01T00:00:00Z"
+    assert " ".join(rows[1][4:]) == ("retry 2 of 3; throttled (RequestLimitExceeded); "
+                                     "failure of 2026-01-01T03:00:00Z")
+    assert f"released: {MEANING[Outcome.RELEASED]}" in out
 
 
 def test_show_names_the_failure_still_awaiting_its_outcome(filled: float,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert ledger_cli(["show", "job-dddddddd", "--region", REGION]) == 0
     out = capsys.readouterr().out
-    assert f"pending outcome: {REGION}/job-dddddddd/2026-01-01T03:30:00Z" in out
-    assert "RETRY -> ambiguous: InternalError" in out
+    assert "awaiting the outcome of a RetryJobs call: failure of 2026-01-01T03:30:00Z" in out
+    [row] = _history(out)
+    assert row[2] == "ambiguous" and "InternalError;" in row
+
+
+def test_show_as_json_is_the_stored_record(filled: float, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ledger_cli(["show", "job-bbbbbbbb", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["job_id"] == "job-bbbbbbbb"
+    assert [d["outcome"] for d in record["decisions"]] == ["skipped"]
+
+
+@pytest.fixture
+def noted(filled: float, shared_store: SharedStore) -> Iterator[float]:
+    """Decisions that change no failure, kept on the job (not found, repeated; a duplicate of a
+    retried failure), and one in a word this version does not know."""
+    store = open_store(shared_store.url)
+    ledger = Ledger(store)
+    ghost = JobRef(REGION, "job-ffffffff")
+    for _ in range(3):
+        ledger.apply([ledger.note_step(ghost, None, "not_found", "verify", "job not found by DescribeJobs")])
+    done = _key("job-cccccccc", "2026-01-01T03:25:00Z")
+    ledger.apply([ledger.note_step(done.job, done, "duplicate", "dedupe", "decided already")])
+    ledger.apply([ledger.note_step(JobRef(REGION, "job-99999999"), None, "forgotten", "later",
+                                   "a word from a newer version")])
+    store.close()
+    yield filled
+
+
+def test_show_keeps_decisions_that_change_no_failure_with_their_counts(
+        noted: float, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ledger_cli(["show", "job-ffffffff"]) == 0
+    out = capsys.readouterr().out
+    [row] = _history(out)
+    assert row[2:4] == ["not_found", "verify"]
+    assert " ".join(row[4:]) == "job not found by DescribeJobs (seen 2 more times)"
+    assert f"not_found: {MEANING[Outcome.NOT_FOUND]}" in out
+    assert ledger_cli(["show", "job-cccccccc"]) == 0
+    [row] = _history(capsys.readouterr().out)
+    assert row[2] == "retried" and " ".join(row[4:]).endswith("(+1 duplicate notice absorbed)")
+
+
+def test_show_and_list_keep_an_outcome_word_they_do_not_know(
+        noted: float, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ledger_cli(["show", "job-99999999"]) == 0
+    out = capsys.readouterr().out
+    assert [r[2] for r in _history(out)] == ["forgotten"]
+    assert "forgotten: an outcome this version does not know" in out
+    assert "job-99999999" in {r["job"] for r in _list(capsys)}
+
+
+def test_stats_count_skips_by_outcome(noted: float, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ledger_cli(["stats", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    # skipped (job-bbbbbbbb) and not_found (job-ffffffff, once however often it was seen); the
+    # duplicate counts on the retried decision it repeats, and an unknown word is no skip
+    assert figures["skips_by_outcome_last_hour"] == {"not_found": 1, "skipped": 1}
+    assert figures["skips_last_hour"] == 2
+    assert figures["retries_last_hour"] == 1
+
+
+def test_a_relative_sqlite_path_is_reported_as_relative(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTORETRY_STORE", "sqlite:///var/x.db")
+    open_store(f"sqlite:///{tmp_path / 'var' / 'x.db'}").close()
+    assert ledger_cli(["stats"]) == 0
+    assert capsys.readouterr().err == f"ledger: sqlite:///var/x.db (relative to {tmp_path})\n"
+    monkeypatch.setenv("AUTORETRY_STORE", f"sqlite:///{tmp_path / 'var' / 'x.db'}")
+    assert ledger_cli(["stats"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_show_of_an_unknown_job_says_so(filled: float, capsys: pytest.CaptureFixture[str]) -> None:
     assert ledger_cli(["show", "job-zzzzzzzz"]) == 1
     assert f"no record of {REGION}/job-zzzzzzzz" in capsys.readouterr().out
+
+
+def test_the_commands_open_only_the_store(filled: float, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AUTORETRY_POLICY", "/no/such/policy.yaml")
+    monkeypatch.setenv("AUTORETRY_BATCH_ENDPOINT", "127.0.0.1:1")
+    assert ledger_cli(["show", "job-aaaaaaaa"]) == 0
+    assert ledger_cli(["stats"]) == 0
+    assert "job job-aaaaaaaa in" in capsys.readouterr().out
+    assert len(_list(capsys)) == 5
 
 
 def test_stats_count_queue_leases_and_recent_retries(filled: float,
@@ -169,6 +301,7 @@ def test_stats_count_queue_leases_and_recent_retries(filled: float,
     assert figures["ambiguous"] == 1
     assert figures["retries_last_hour"] == 1  # job-cccccccc; job-aaaaaaaa's was 3 h ago
     assert figures["skips_last_hour"] == 1
+    assert figures["skips_by_outcome_last_hour"] == {"skipped": 1}
     assert figures["failures_known"] == 4  # the released claim was forgotten
 
 
@@ -185,5 +318,6 @@ def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "ledger unavailable: redis://127.0.0.1:1/0" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
     assert "s3cret" not in done.stdout + done.stderr
