@@ -3,6 +3,7 @@ configured channel (WeCom, DingTalk, Slack, a signed webhook) has taken it. See 
 
 from __future__ import annotations
 
+from handler.notify.announce import Announcer
 from handler.notify.channels import (
     Channel,
     ChannelError,
@@ -18,6 +19,7 @@ from handler.notify.outbox import Outbox
 from handler.notify.settings import NotifySettings
 
 __all__ = [
+    "Announcer",
     "Channel",
     "ChannelError",
     "DeliveryReport",

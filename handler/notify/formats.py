@@ -22,9 +22,14 @@ def _flat(text: str) -> str:
     return _CONTROL.sub(" ", text).strip()
 
 
+# WeCom's markdown takes <font> tags and both robots render links, emphasis and code, but neither
+# documents backslash escapes: swap the characters that open markup for look-alikes instead.
+_DEFANG = str.maketrans({"<": "\u2039", ">": "\u203a", "*": "\u2217", "`": "\u02cb",
+                         "[": "\uff3b", "]": "\uff3d"})
+
+
 def _markdown(text: str) -> str:
-    # WeCom's markdown takes <font> tags and both robots render links and emphasis: neutralise them.
-    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", _flat(text))
+    return _flat(text).translate(_DEFANG)
 
 
 def _slack(text: str) -> str:

@@ -11,8 +11,10 @@ import pytest
 from emulator.receiver import Receiver
 from handler.ledger import Store
 from handler.notify import (
+    Announcer,
     DingTalkChannel,
     Notifier,
+    NotifySettings,
     Outbox,
     SlackChannel,
     WebhookChannel,
@@ -232,3 +234,21 @@ def test_a_channel_that_refuses_a_message_for_good_is_given_up_after_five_refusa
     assert "notification abandoned on a channel that refuses it" in capsys.readouterr().out
     n.deliver(30)
     assert len(receiver.requests("dingtalk")) == 5
+
+
+def test_the_announcer_keeps_only_wanted_outcomes_and_nothing_without_a_channel(
+    store: Store, receiver: Receiver, clock: FakeClock
+) -> None:
+    outbox = Outbox(store, clock=clock)
+    settings = NotifySettings.from_env({"AUTORETRY_NOTIFY_WECOM_URL": receiver.url("wecom"),
+                                        "AUTORETRY_NOTIFY_ON": "budget_exhausted,max_attempts"})
+    announce = Announcer(outbox, settings)
+    kw = {"reason": "r", "rule": "default", "retries_spent": 3}
+    assert announce.give_up(failure(10), outcome="budget_exhausted", **kw) is True
+    assert announce.give_up(failure(10), outcome="budget_exhausted", **kw) is False  # once per failure
+    assert announce.give_up(failure(11), outcome="skipped", **kw) is False  # not wanted
+    assert announce.give_up(failure(12), outcome="retried", **kw) is False  # not a give-up
+    assert outbox.due(10) == [str(failure(10))]
+    silent = Announcer(outbox, NotifySettings.from_env({}))
+    assert silent.give_up(failure(13), outcome="max_attempts", **kw) is False
+    assert outbox.pending() == 1
