@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from contextlib import redirect_stdout
@@ -99,3 +100,46 @@ def test_alarm_dimensions_are_exactly_those_the_function_writes() -> None:
             json.dumps([["reason", "budget_exhausted"], ["service", "batch-autoretry"]])) in written
     assert "Dimensions: [{Name: service, Value: batch-autoretry}, {Name: reason, Value: budget_exhausted}]" \
         in source
+
+
+def _path(value: Any, path: str) -> Any:
+    for part in path.removeprefix("$.").split("."):
+        value = value[part]
+    return value
+
+
+def test_the_scf_log_alarm_reads_fields_the_function_really_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    from handler.observe import Observer
+
+    obs = Observer(platform="scf")
+    obs.count("ledger.errors", 2)
+    obs.count("api.throttled", 3)
+    obs.decision(job="job-1", outcome="budget_exhausted", rule="default")
+    capsys.readouterr()
+    obs.flush_metrics()
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"metrics"' in x]
+    alarm = json.loads((ROOT / "deploy" / "scf" / "cls-alarm.json").read_text())
+    (target,) = alarm["AlarmTargets"]
+    paths = re.findall(r"json_extract_scalar\(SCF_Message, '(\$[\w.]+)'\)", target["Query"])
+    assert sorted(paths) == ["$.message", "$.metrics.LedgerErrors", "$.metrics.Throttles",
+                             "$.skips_by_reason.budget_exhausted"]
+    assert _path(line, "$.message") == "metrics"
+    assert _path(line, "$.metrics.LedgerErrors") == 2
+    assert _path(line, "$.metrics.Throttles") == 3
+    assert _path(line, "$.skips_by_reason.budget_exhausted") == 1
+    # The give-up messages it counts as lost are the notifier's own error lines.
+    lost = re.search(r"IN \(([^)]*)\)", target["Query"])
+    assert lost is not None
+    notifier_source = (ROOT / "handler" / "notify" / "notifier.py").read_text()
+    for message in re.findall(r"'([^']+)'", lost.group(1)):
+        assert f'"{message}"' in notifier_source, message
+    assert alarm["Condition"].count("> 0") == 4
+
+
+def test_the_scf_cloud_monitor_policy_watches_errors_timeouts_and_throttles() -> None:
+    policy = json.loads((ROOT / "deploy" / "scf" / "alarm-policy.json").read_text())
+    assert policy["Namespace"] == "scf_v2" and policy["MonitorType"] == "MT_QCE"
+    assert {r["MetricName"] for r in policy["Condition"]["Rules"]} == {"Error", "Http433", "Throttle"}
+    binding = json.loads((ROOT / "deploy" / "scf" / "alarm-binding.json").read_text())
+    (target,) = binding["Dimensions"]
+    assert set(json.loads(target["Dimensions"])) == {"functionName", "namespace"}
