@@ -1,0 +1,37 @@
+"""A word when a job is given up: one message per failure, kept in the ledger's store until every
+configured channel (WeCom, DingTalk, Slack, a signed webhook) has taken it. See docs/notify.md."""
+
+from __future__ import annotations
+
+from handler.notify.announce import Announcer
+from handler.notify.channels import (
+    Channel,
+    ChannelError,
+    DingTalkChannel,
+    ErrorKind,
+    SlackChannel,
+    WebhookChannel,
+    WeComChannel,
+)
+from handler.notify.message import GiveUp, history_command
+from handler.notify.notifier import DeliveryReport, Notifier, backoff_s
+from handler.notify.outbox import Outbox
+from handler.notify.settings import NotifySettings
+
+__all__ = [
+    "Announcer",
+    "Channel",
+    "ChannelError",
+    "DeliveryReport",
+    "DingTalkChannel",
+    "ErrorKind",
+    "GiveUp",
+    "Notifier",
+    "NotifySettings",
+    "Outbox",
+    "SlackChannel",
+    "WeComChannel",
+    "WebhookChannel",
+    "backoff_s",
+    "history_command",
+]

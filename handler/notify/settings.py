@@ -1,0 +1,114 @@
+"""Which channels get give-up messages and for which outcomes, from `AUTORETRY_NOTIFY_*`.
+
+Errors name the variable and what it takes, never its value: webhook URLs and secrets are
+credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from handler.config import ConfigError
+from handler.notify.channels import (
+    DEFAULT_TIMEOUT_S,
+    Channel,
+    DingTalkChannel,
+    SlackChannel,
+    WebhookChannel,
+    WeComChannel,
+)
+from handler.outcomes import GIVE_UP_OUTCOMES
+
+ENV_ON = "AUTORETRY_NOTIFY_ON"
+ENV_TIMEOUT = "AUTORETRY_NOTIFY_TIMEOUT_S"
+# (variable with the URL, variable with the signing secret or None, channel class)
+CHANNEL_ENV: tuple[tuple[str, str | None, type[WebhookChannel]], ...] = (
+    ("AUTORETRY_NOTIFY_WECOM_URL", None, WeComChannel),
+    ("AUTORETRY_NOTIFY_DINGTALK_URL", "AUTORETRY_NOTIFY_DINGTALK_SECRET", DingTalkChannel),
+    ("AUTORETRY_NOTIFY_SLACK_URL", None, SlackChannel),
+    ("AUTORETRY_NOTIFY_WEBHOOK_URL", "AUTORETRY_NOTIFY_WEBHOOK_SECRET", WebhookChannel),
+)
+
+
+def parse_outcomes(raw: str, source: str) -> frozenset[str]:
+    """`all`, `none`, or a comma list of give-up outcomes."""
+    words = {w.strip().lower() for w in raw.split(",") if w.strip()}
+    if words == {"all"}:
+        return frozenset(str(o) for o in GIVE_UP_OUTCOMES)
+    if words == {"none"}:
+        return frozenset()
+    allowed = sorted(str(o) for o in GIVE_UP_OUTCOMES)
+    unknown = sorted(words - set(allowed))
+    if unknown or not words:
+        raise ConfigError(f"{source}: unknown outcome(s) {', '.join(unknown) or '(empty)'}; "
+                          f"expected all, none, or a comma list of {', '.join(allowed)}")
+    return frozenset(words)
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{name}: expected the webhook's https:// URL as the service shows it "
+                          "(the value is not shown here: it is a secret)")
+    return raw
+
+
+def _timeout(env: Mapping[str, str]) -> float:
+    raw = env.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 30:
+        raise ConfigError(f"{ENV_TIMEOUT}={raw!r}: expected seconds from 0.1 to 30")
+    return value
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    channels: tuple[Channel, ...] = ()
+    outcomes: frozenset[str] = field(default_factory=lambda: frozenset(str(o) for o in GIVE_UP_OUTCOMES))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.channels) and bool(self.outcomes)
+
+    def wants(self, outcome: str) -> bool:
+        """True if a failure settled with `outcome` should be announced."""
+        return self.enabled and str(outcome) in self.outcomes
+
+    def __repr__(self) -> str:
+        return f"NotifySettings(channels={[c.name for c in self.channels]}, outcomes={sorted(self.outcomes)})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 policy_outcomes: frozenset[str] | None = None) -> NotifySettings:
+        """`policy_outcomes` is the policy file's `notify_outcomes`; `AUTORETRY_NOTIFY_ON`, when set,
+        wins over it (the deployment overrides the shared file); without either, every give-up
+        outcome notifies."""
+        env = os.environ if env is None else env
+        timeout = _timeout(env)
+        channels: list[Channel] = []
+        for url_name, secret_name, kind in CHANNEL_ENV:
+            url = _url(env, url_name)
+            secret = (env.get(secret_name, "").strip() or None) if secret_name else None
+            if url is not None:
+                channels.append(kind(url, secret=secret, timeout_s=timeout))
+            elif secret:
+                raise ConfigError(f"{secret_name} is set but {url_name} is not")
+        raw_on = env.get(ENV_ON, "").strip()
+        if raw_on:
+            outcomes = parse_outcomes(raw_on, ENV_ON)
+        elif policy_outcomes is not None:
+            outcomes = parse_outcomes(",".join(policy_outcomes) or "none", "policy notify_outcomes")
+        else:
+            outcomes = frozenset(str(o) for o in GIVE_UP_OUTCOMES)
+        return cls(tuple(channels), outcomes)

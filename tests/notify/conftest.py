@@ -1,0 +1,88 @@
+"""Give-up messages against the local receiver, on the ledger's real stores (SQLite and the Redis at
+AUTORETRY_TEST_REDIS, each test under its own key prefix)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator.receiver import Receiver
+from handler.jobs import FailureKey
+from handler.ledger import Store, open_store
+from handler.notify import GiveUp
+
+REDIS_URL = os.environ.get("AUTORETRY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+DINGTALK_SECRET = "SECdingtalk-test-secret-0123456789"
+WEBHOOK_SECRET = "webhook-test-secret-9876543210"
+
+
+class FakeClock:
+    # Near the wall clock: Redis expires records by it, so a clock far away would see them vanish.
+    def __init__(self) -> None:
+        self.now = math.floor(time.time() / 60) * 60.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _delete_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL any thread or process can open."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    prefix = f"autoretry-test:{uuid.uuid4().hex[:10]}:"
+    try:
+        yield f"{REDIS_URL}?prefix={prefix}"
+    finally:
+        _delete_prefix(prefix)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver(dingtalk_secret=DINGTALK_SECRET, webhook_secret=WEBHOOK_SECRET) as rx:
+        yield rx
+
+
+def failure(i: int, region: str = "ap-guangzhou") -> FailureKey:
+    return FailureKey(region, f"job-{i:08d}", "2026-11-24T10:00:05Z")
+
+
+def give_up(key: FailureKey, outcome: str = "max_attempts") -> GiveUp:
+    return GiveUp.of(key, outcome=outcome, reason="max_attempts: attempts reached its cap of 3",
+                     rule="everything-else", retries_spent=3, job_name=f"nightly-{key.job_id[-4:]}")
