@@ -24,7 +24,8 @@ from handler.secrets import SecretUnavailable, load_tencent_key
 if TYPE_CHECKING:
     from handler.cmq import QueueClient
     from handler.gateway import BatchGateway
-    from handler.ledger import Ledger
+    from handler.ledger import Ledger, Store
+    from handler.notify import Notifications
     from handler.policy import Policy
     from handler.retrier import Deadline, Retrier, Settings
     from handler.tags import TagMemory
@@ -48,12 +49,13 @@ class Runtime:
     policy: Policy
     settings: Settings
     tags: TagMemory | None = None
+    notifications: Notifications | None = None
 
     def retrier(self, observer: Observer) -> Retrier:
         from handler.retrier import Retrier
 
         return Retrier(self.ledger, self.gateway, self.policy, settings=self.settings,
-                       observer=observer, tags=self.tags)
+                       observer=observer, tags=self.tags, notifications=self.notifications)
 
     def close(self) -> None:
         self.ledger.store.close()
@@ -99,7 +101,22 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
         policy=policy,
         settings=settings,
         tags=_tag_memory(config, settings),
+        notifications=_notifications(config, policy, store),
     )
+
+
+def _notifications(config: Config, policy: Policy, store: Store) -> Notifications | None:
+    """Give-up messages, where some channel is configured (AUTORETRY_NOTIFY_*_URL); the package is
+    imported only then."""
+    if not any(k.startswith("AUTORETRY_NOTIFY_") and k.endswith("_URL") and v.strip()
+               for k, v in os.environ.items()):
+        return None
+    from handler.notify import Notifications, NotifySettings, Outbox
+
+    settings = NotifySettings.from_env(os.environ, policy_outcomes=policy.notify_outcomes)
+    if not settings.enabled:
+        return None
+    return Notifications(Outbox(store, retention_s=config.retention_s), settings)
 
 
 def _tag_memory(config: Config, settings: Settings) -> TagMemory | None:

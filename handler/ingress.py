@@ -321,6 +321,7 @@ def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: De
         observer.warning("a pull tick, but no queue to pull (set AUTORETRY_QUEUE): sweeping instead")
     if trigger.kind == "continue":
         report = retrier.pump(deadline)
+        retrier.deliver_notices(deadline)
         observer.info("continuation done", taken=report.taken, retried=len(report.retried),
                       stopped=report.stopped)
         return Answer(200, {"retried": report.retried, "stopped": report.stopped},
@@ -420,6 +421,7 @@ def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: De
     if report.stopped == "ledger error":
         return Answer(503, {"error": "ledger unavailable; the queue keeps the messages"})
     drained = retrier.pump(deadline)
+    retrier.deliver_notices(deadline)
     observer.info("pull done", received=report.received, accepted=report.accepted,
                   deleted=report.deleted, poison=report.poison, retried=len(drained.retried),
                   stopped=drained.stopped)

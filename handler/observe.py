@@ -35,6 +35,9 @@ METRICS: dict[str, str] = {
     "api.throttled": "Throttles",
     "ledger.errors": "LedgerErrors",
     "ledger.forgot": "LedgerForgot",
+    "notify.sent": "NotificationsSent",
+    "notify.failed": "NotificationsFailed",
+    "failures.refailed_same_end_time": "RefailedSameEndTime",
     "input.rejected": "BadInput",
     "auth.refused": "Unauthorized",
 }

@@ -17,6 +17,7 @@ from handler.notify.message import GiveUp, history_command
 from handler.notify.notifier import DeliveryReport, Notifier, backoff_s
 from handler.notify.outbox import Outbox
 from handler.notify.settings import NotifySettings
+from handler.observe import Observer
 
 __all__ = [
     "Announcer",
@@ -26,6 +27,7 @@ __all__ = [
     "DingTalkChannel",
     "ErrorKind",
     "GiveUp",
+    "Notifications",
     "Notifier",
     "NotifySettings",
     "Outbox",
@@ -35,3 +37,17 @@ __all__ = [
     "backoff_s",
     "history_command",
 ]
+
+
+class Notifications:
+    """What the runtime holds when some channel is configured: the outbox in the ledger's store and
+    the settings; the retrier announces through it and delivers what is due."""
+
+    def __init__(self, outbox: Outbox, settings: NotifySettings) -> None:
+        self.outbox, self.settings = outbox, settings
+
+    def announcer(self) -> Announcer:
+        return Announcer(self.outbox, self.settings)
+
+    def deliver(self, observer: Observer, seconds: float) -> DeliveryReport:
+        return Notifier(self.outbox, self.settings.channels, observer).deliver(seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from handler.jobs import JobRef
 from handler.ledger import Ledger
@@ -24,6 +25,9 @@ from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.sweep import Sweeper
 from handler.tags import TagMemory
+
+if TYPE_CHECKING:
+    from handler.notify import Notifications
 
 __all__ = ["MALFORMED_ID", "Deadline", "FlushReport", "Gateway", "NoTurn", "OutOfTime", "Retrier",
            "Settings"]
@@ -42,14 +46,15 @@ class Retrier:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         tags: TagMemory | None = None,
+        notifications: Notifications | None = None,
     ) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings = settings or Settings()
         self.clock, self.sleep = clock, sleep
         pacer = Pacer(ledger, self.settings, gateway.timeout_s, sleep)
-        self.tags = tags
+        self.tags, self.notifications = tags, notifications
         self.flusher = Flusher(ledger, gateway, policy, self.settings, Observer(), pacer, clock,
-                               rng, tags)
+                               rng, tags, notifications.announcer() if notifications else None)
         self.sweeper = Sweeper(ledger, gateway, policy, self.settings, Observer(), pacer, clock)
         self.observer = observer or Observer()
 
@@ -106,6 +111,12 @@ class Retrier:
                 total.stopped = report.stopped
                 return total
 
+    def deliver_notices(self, deadline: Deadline) -> None:
+        """Send the give-up messages that are due, in whatever time is left; never raises. Called
+        where nobody waits (the timer, the queue pull, a continuation), never before a retry."""
+        if self.notifications is not None:
+            self.notifications.deliver(self.observer, deadline.remaining())
+
     def _settle_tags(self, deadline: Deadline) -> None:
         # The tags of the jobs retried are written on a thread; the invocation must not end (and
         # freeze it) before they are, unless its time is up.
@@ -126,4 +137,5 @@ class Retrier:
             report.stopped = "time"
             return report
         report.add(self.drain(deadline))
+        self.deliver_notices(deadline)
         return report

@@ -14,11 +14,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from handler.gateway import MAX_IDS_PER_CALL, ApiError, ErrorKind
 from handler.jobs import FailureKey, JobDetail, JobRef, JobView, iso_epoch
-from handler.ledger import ClaimOutcome, Ledger, QueueEntry, Step
+from handler.ledger import ClaimOutcome, Ledger, Look, QueueEntry, Step
 from handler.ledger.records import with_generation
 from handler.observe import Observer
 from handler.outcomes import GIVE_UP_OUTCOMES, Outcome
@@ -27,6 +27,9 @@ from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.verify import Decided, check, confirmed_line, log_decision
 from handler.tags import TagMemory, spent_on
+
+if TYPE_CHECKING:
+    from handler.notify import Announcer
 
 
 class Gateway(Protocol):
@@ -69,10 +72,11 @@ class _Candidate:
 class Flusher:
     def __init__(self, ledger: Ledger, gateway: Gateway, policy: Policy, settings: Settings,
                  observer: Observer, pacer: Pacer, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None, tags: TagMemory | None = None) -> None:
+                 rng: random.Random | None = None, tags: TagMemory | None = None,
+                 announcer: Announcer | None = None) -> None:
         self.ledger, self.gateway, self.policy = ledger, gateway, policy
         self.settings, self.observer, self.pacer = settings, observer, pacer
-        self.tags = tags
+        self.tags, self.announcer = tags, announcer
         self.clock = clock
         self.rng = rng or random.Random()
 
@@ -181,6 +185,7 @@ class Flusher:
                     claims.append((entry, checked.failure, decision, floor))
                     continue
             assert decided is not None
+            self._announce(entry, decided, view, look)
             steps += self._end_steps(entry, decided)
             ended.append((entry, decided))
         claimed = self._apply(steps + [self.ledger.claim_step(k, d, self.settings.lease_s, floor)
@@ -198,6 +203,7 @@ class Flusher:
                                              spent_after=before + (1 if fresh else 0)))
                 continue
             decided = self._refused(key, decision, ClaimOutcome(str(outcome)))
+            self._announce(entry, decided, current[entry.job], looks[entry.job])
             after += self._end_steps(entry, decided)
             log_decision(self.observer, entry, decided)
         self._apply(after)
@@ -237,6 +243,21 @@ class Flusher:
             return Decided(Outcome.MAX_ATTEMPTS, "SKIP", decision.rule, decision.over_cap_reason, key)
         return Decided(Outcome.BUDGET_EXHAUSTED, "SKIP", decision.rule,
                        "budget_exhausted: fleet retry budget spent", key)
+
+    def _announce(self, entry: QueueEntry, d: Decided, view: JobView | None, look: Look | None,
+                  spent: int | None = None) -> None:
+        """A failure given up gets one message to the operators' channels, kept in the outbox
+        BEFORE the failure is settled: a crash between the two re-decides and keeps it again,
+        which the outbox absorbs (handler.notify)."""
+        if self.announcer is None or d.key is None or d.outcome not in GIVE_UP_OUTCOMES:
+            return
+        if spent is None:
+            spent = look.spent.spent(BUDGET) if look is not None else 0
+        if view is not None:
+            spent = max(spent, spent_on(view.Tags))
+        self.announcer.give_up(d.key, outcome=str(d.outcome), reason=d.reason,
+                               rule=d.rule, retries_spent=max(0, spent),
+                               job_name=view.JobName if view is not None else None)
 
     def _end_steps(self, entry: QueueEntry, d: Decided) -> list[Step]:
         """What the ledger keeps of a decision that ends this entry's turn."""
@@ -368,6 +389,7 @@ class Flusher:
             c = batch[0]
             reason = f"api_rejected: {e.code}: {e.message}"[:300]
             decided = Decided(Outcome.REJECTED, "SKIP", c.decision.rule, reason, c.key)
+            self._announce(c.entry, decided, None, None, spent=c.spent_after - 1)
             self._apply([self.ledger.release_step(c.key, reason), *self._end_steps(c.entry, decided)])
             log_decision(self.observer, c.entry, decided)
             return
