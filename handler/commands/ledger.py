@@ -151,12 +151,23 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="the stored record, as JSON")
     st = sub.add_parser("stats", help="queue depth, leases held, retries and skips in the last hour")
     st.add_argument("--json", action="store_true")
+    init = sub.add_parser("init", help="write the ledger's identity once and print it (the value of "
+                                       "AUTORETRY_LEDGER_ID); again, it prints the same one")
+    init.add_argument("--adopt", action="store_true",
+                      help="accept a ledger that forgot (lost its identity) as this deployment's: "
+                           "writes a new identity, to set as AUTORETRY_LEDGER_ID")
     return ap
 
 
 @one_line(PROG)
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "init":
+        from handler.config import Config
+        from handler.ledger.setup import init_command
+
+        config = Config.from_env()
+        return init_command(config.store, args.adopt, config.ledger_id)
     ledger, default_region = open_ledger()
     try:
         if args.cmd == "list":

@@ -59,6 +59,7 @@ def test_alarms_watch_function_errors_ledger_errors_throttles_and_budget_exhaust
 
     expected = [("AWS/Lambda", "Errors", fn("EventsLambdaFunction")),
                 ("AWS/Lambda", "Errors", fn("SweepLambdaFunction")),
+                ("AWS/Lambda", "Errors", fn("PullLambdaFunction")),
                 (NAMESPACE, "LedgerErrors", [service]),
                 (NAMESPACE, "Throttles", [service]),
                 (NAMESPACE, "SkipsByReason", [service, {"Name": "reason", "Value": "budget_exhausted"}])]
@@ -68,7 +69,7 @@ def test_alarms_watch_function_errors_ledger_errors_throttles_and_budget_exhaust
         assert a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
         # The function writes every metric on every run; no data means no run, not trouble.
         assert a["TreatMissingData"] == "notBreaching", name
-    for resource in ("EventsLambdaFunction", "SweepLambdaFunction"):
+    for resource in ("EventsLambdaFunction", "SweepLambdaFunction", "PullLambdaFunction"):
         assert resource in template["Resources"]
 
 
