@@ -36,6 +36,8 @@ METRICS: dict[str, str] = {
     "ledger.errors": "LedgerErrors",
     "input.rejected": "BadInput",
     "auth.refused": "Unauthorized",
+    "events.ignored": "IgnoredEvents",  # Batch events not acted on (not a job failure)
+    "events.foreign_region": "ForeignRegion",  # refused: a region not in AUTORETRY_REGION
 }
 SKIPS_BY_REASON = "SkipsByReason"
 _SECRET_WORDS = ("token", "secret", "password", "signature", "authorization", "credential")

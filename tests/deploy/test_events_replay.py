@@ -78,7 +78,7 @@ def test_every_sample_has_an_expectation() -> None:
     assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if e.status == 200))
 def test_sample_job_ids_are_well_formed(name: str) -> None:
     import re
 
