@@ -195,8 +195,9 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         flush_by = Deadline(min(deadline.at, time.time() + HTTP_FLUSH_BUDGET_S))
         return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions)
     except ConfigError as e:
+        # The detail names variables and values: for the operator's log, not for any caller.
         observer.error("configuration error", error=str(e))
-        return Answer(500, {"error": f"function misconfigured: {e}"})
+        return Answer(503, {"error": "function misconfigured; see its log"})
     except StoreUnavailable as e:
         from handler.ledger import describe_store
 

@@ -246,6 +246,18 @@ class Answer:
         }
 
 
+ROUTES = ("/events",)
+
+
+def route(path: str) -> str:
+    """The route a request was for, as logs may show it. Never the raw path: a caller may put its
+    token there (`/events;token=...`, `/events%3Ftoken=...`)."""
+    for known in ROUTES:
+        if path == known or path.startswith((known + "/", known + ";", known + "%", known + "?")):
+            return known
+    return "/"
+
+
 def refuse(observer: Observer, e: BadInput) -> Answer:
     observer.warning("bad input", error=str(e), status=e.status)
     observer.count("input.rejected")
@@ -264,7 +276,7 @@ def authenticate(req: HttpRequest, config: Config, guard: auth.ReplayGuard, obse
                        "(or AUTORETRY_LOCAL=true for a local run)", reason=verdict.reason)
         return Answer(503, auth.NOT_CONFIGURED)
     observer.warning("unauthorized request", method=verdict.method, reason=verdict.reason,
-                     path=req.path)
+                     route=route(req.path))
     observer.count("auth.refused")
     return Answer(verdict.status, auth.UNAUTHORIZED)
 
