@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from handler import auth
 from handler.config import Config, ConfigError
 from handler.ingress import Answer, BadInput, Trigger, authenticate, classify_event, refuse, respond
-from handler.ledger.store import StoreUnavailable
 from handler.observe import Observer
 
 if TYPE_CHECKING:
@@ -110,7 +109,7 @@ def runtime(config: Config | None = None) -> Runtime:
     if _runtime is None or _runtime[0] != config:
         try:
             built = build_runtime(config)
-        except (StoreUnavailable, ConfigError):
+        except ConfigError:
             raise
         except ValueError as e:  # a policy file or a store URL that cannot be used
             raise ConfigError(str(e)) from None
@@ -178,6 +177,8 @@ def handle(event: Any, context: Any, platform: str = "scf", runtime: Runtime | N
 
 def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             given: Runtime | None) -> Answer:
+    # Imported on the first delivery, not with the module: importing the entry point stays cheap.
+    from handler.ledger.store import StoreUnavailable
     from handler.retrier import Deadline
 
     if trigger.http is not None:

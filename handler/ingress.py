@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from handler import auth
-from handler.jobs import JobRef
 from handler.notices import Notice, NoticeError, new_shape, parse_envelope, parse_notice
 from handler.observe import Observer
 
@@ -369,6 +368,8 @@ def _show_new_shape(notice: Notice, observer: Observer) -> None:
 def _accept(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,
             regions: tuple[str, ...]) -> _Tally:
     """Put every job-failure event for a served region in the ledger; durable when this returns."""
+    from handler.jobs import JobRef
+
     tally = _Tally()
     for msg_id, notice in notices:
         _show_new_shape(notice, observer)
