@@ -175,12 +175,14 @@ def handle(event: Any, context: Any, platform: str = "scf", runtime: Runtime | N
     return answer.as_platform()
 
 
+def _store_unavailable() -> type[Exception]:
+    from handler.ledger.store import StoreUnavailable
+
+    return StoreUnavailable
+
+
 def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             given: Runtime | None) -> Answer:
-    # Imported on the first delivery, not with the module: importing the entry point stays cheap.
-    from handler.ledger.store import StoreUnavailable
-    from handler.retrier import Deadline
-
     if trigger.http is not None:
         observer.correlation_id = (trigger.http.header("x-cmq-message-id")
                                    or trigger.http.request_id or observer.correlation_id)
@@ -191,6 +193,9 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             refusal = authenticate(trigger.http, config, _replay_guard, observer)
             if refusal is not None:
                 return refusal
+        # Imported once a delivery gets this far: a refused request never loads the ledger.
+        from handler.retrier import Deadline
+
         rt = given or runtime(config)
         deadline = _deadline(context, started)
         flush_by = Deadline(min(deadline.at, time.time() + HTTP_FLUSH_BUDGET_S))
@@ -199,7 +204,7 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         # The detail names variables and values: for the operator's log, not for any caller.
         observer.error("configuration error", error=str(e))
         return Answer(503, {"error": "function misconfigured; see its log"})
-    except StoreUnavailable as e:
+    except _store_unavailable() as e:  # evaluated only when something was raised
         from handler.ledger import describe_store
 
         # Fail closed: nothing was retried, and a non-2xx makes the platform redeliver later.
