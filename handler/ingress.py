@@ -170,7 +170,9 @@ def _json(text: str) -> Any:
         raise BadInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError, not only JSONDecodeError: a number past Python's 4,300-digit conversion
+        # limit raises the plain kind.
         return _NOT_JSON
 
 

@@ -219,3 +219,23 @@ def test_a_configuration_error_is_a_generic_503_with_the_detail_only_in_the_log(
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"]) == {"error": "function misconfigured; see its log"}
     assert detail in capsys.readouterr().out
+
+
+# --- found while fuzzing: a number too long for Python's int conversion -----------------------------
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("where", ["notice", "envelope", "msgBody"])
+def test_a_number_of_thousands_of_digits_is_a_400_not_an_exception(
+    deployed: Path, entry: str, where: str
+) -> None:
+    huge = "7" * 5000  # json.loads raises ValueError, not JSONDecodeError, past 4300 digits
+    inner = ('{"Events": [{"EventName": "JOB_FAILED", "Batch": {"JobId": "job-h01e5abc"}, '
+             '"EventTime": HUGE}]}').replace("HUGE", huge)
+    body = {
+        "notice": inner,
+        "envelope": '{"msgBody": "{}", "msgId": HUGE}'.replace("HUGE", huge),
+        "msgBody": json.dumps({"msgBody": inner, "msgId": "1"}),
+    }[where]
+    answer = post(entry, body=body.encode(), query={"token": TOKEN})
+    assert answer["statusCode"] == 400
+    assert rows(deployed) == 0
