@@ -50,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         from handler.app import handle
         from handler.ingress import MAX_BODY_BYTES
 
+        if self.headers.get("Transfer-Encoding"):
+            # Not read here: its chunks would otherwise be taken for the next request.
+            return self._refuse(411, "send the body with a Content-Length")
         announced = self.headers.get("Content-Length")
         raw_length = "0" if announced is None else announced.strip()
         if not (raw_length.isascii() and raw_length.isdigit()):

@@ -37,8 +37,8 @@ def split_store_url(url: str) -> StoreUrl:
     or `@` stays whole (a URL parser would end the host at the first of them and show the rest of
     the password as a path, a fragment or a port)."""
     scheme, sep, after = url.partition("://")
-    if not sep:
-        return StoreUrl("", None, url)
+    if not sep or scheme.lower() == "sqlite":  # a file path may hold an @ and has no credentials
+        return StoreUrl(scheme if sep else "", None, after if sep else url)
     userinfo, at, rest = after.rpartition("@")
     if not at:
         return StoreUrl(scheme, None, after)

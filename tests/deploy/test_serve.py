@@ -106,6 +106,13 @@ def test_a_body_announced_over_the_limit_is_413_before_any_of_it_is_read(served:
     assert time.monotonic() - started < 4
 
 
+def test_a_chunked_body_is_refused_rather_than_read_as_the_next_request(served: Served) -> None:
+    answer = served.raw(b"POST /events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"5\r\nhello\r\n0\r\n\r\n")
+    assert status_of(answer) == 411
+    assert b"Connection: close" in answer
+
+
 def test_on_every_interface_local_mode_is_not_assumed(tmp_path: Path) -> None:
     s = start(tmp_path, "--host", "0.0.0.0")
     try:
