@@ -126,6 +126,10 @@ def test_a_redis_password_never_reaches_a_command_line_error(password: str, tmp_
     assert "9Wq" not in out and "Traceback" not in out
 
 
+def test_a_sqlite_path_with_an_at_sign_is_shown_as_it_is() -> None:
+    assert describe_store("sqlite:////srv/team@x/ledger.db") == "sqlite:////srv/team@x/ledger.db"
+
+
 # --- hole 4: AUTORETRY_LOCAL=true is refused in the cloud --------------------------------------------
 
 @pytest.mark.parametrize("entry", ENTRIES)
