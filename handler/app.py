@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from handler import auth
 from handler.config import Config, ConfigError
 from handler.ingress import Answer, BadInput, Trigger, authenticate, classify_event, refuse, respond
-from handler.ledger.store import StoreUnavailable
 from handler.observe import Observer
 from handler.secrets import SecretUnavailable, load_tencent_key
 
@@ -144,7 +143,7 @@ def runtime(config: Config | None = None) -> Runtime:
     if _runtime is None or _runtime[0] != config:
         try:
             built = build_runtime(config)
-        except (StoreUnavailable, ConfigError):
+        except ConfigError:
             raise
         except ValueError as e:  # a policy file or a store URL that cannot be used
             raise ConfigError(str(e)) from None
@@ -212,10 +211,14 @@ def handle(event: Any, context: Any, platform: str = "scf", runtime: Runtime | N
     return answer.as_platform()
 
 
+def _store_unavailable() -> type[Exception]:
+    from handler.ledger.store import StoreUnavailable
+
+    return StoreUnavailable
+
+
 def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             given: Runtime | None) -> Answer:
-    from handler.retrier import Deadline
-
     if trigger.http is not None:
         observer.correlation_id = (trigger.http.header("x-cmq-message-id")
                                    or trigger.http.request_id or observer.correlation_id)
@@ -227,6 +230,9 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
             refusal = authenticate(trigger.http, config, _replay_guard, observer)
             if refusal is not None:
                 return refusal
+        # Imported once a delivery gets this far: a refused request never loads the ledger.
+        from handler.retrier import Deadline
+
         rt = given or runtime(config)
         if config.ledger_id:  # a deployment's ledger: refuse one that forgot (docs/ledger.md)
             rt.ledger.check_identity(config.ledger_id)
@@ -237,12 +243,13 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions,
                        queue)
     except ConfigError as e:
+        # The detail names variables and values: for the operator's log, not for any caller.
         observer.error("configuration error", error=str(e))
-        return Answer(500, {"error": f"function misconfigured: {e}"})
+        return Answer(503, {"error": "function misconfigured; see its log"})
     except SecretUnavailable as e:
         observer.error("the Tencent key could not be read from the secret store", error=str(e))
         return Answer(503, {"error": "credentials unavailable; redeliver later"})
-    except StoreUnavailable as e:
+    except _store_unavailable() as e:  # evaluated only when something was raised
         from handler.ledger import describe_store
         from handler.ledger.identity import LedgerForgot
 

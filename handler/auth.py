@@ -81,10 +81,16 @@ class ReplayGuard:
             return True
 
 
+def _bytes(text: str) -> bytes:
+    # surrogatepass: a header may hold a lone surrogate (`Bearer \ud800`), which no other error
+    # handler encodes; it then simply fails to match.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _same(given: str, expected: str) -> bool:
     # Hash both sides first so that not even the secret's length leaks through timing.
-    return hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest(),
-                               hashlib.sha256(expected.encode("utf-8", "surrogateescape")).digest())
+    return hmac.compare_digest(hashlib.sha256(_bytes(given)).digest(),
+                               hashlib.sha256(_bytes(expected)).digest())
 
 
 def _check_signature(req: Request, secret: str, guard: ReplayGuard, now: float) -> Verdict:
@@ -112,7 +118,7 @@ def _presented_token(req: Request) -> str | None:
 def _configured(secret: str | None) -> str | None:
     # A deployment variable that was never filled in ("${env:X}", "{{resolve:...}}") would be a
     # credential anyone can read in the deployment files: treat it as no credential at all.
-    if secret is None or re.fullmatch(r"\$\{.*\}|\{\{.*\}\}", secret.strip()):
+    if secret is None or not secret.strip() or re.fullmatch(r"\$\{.*\}|\{\{.*\}\}", secret.strip()):
         return None
     return secret
 

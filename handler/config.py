@@ -45,6 +45,22 @@ def in_cloud(env: Mapping[str, str]) -> bool:
     return env.get("TENCENTCLOUD_RUNENV") == "SCF" or "AWS_LAMBDA_FUNCTION_NAME" in env
 
 
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    # A credential of blanks would be matched by a request presenting blanks: blank is unset.
+    return env.get(name, "").strip() or None
+
+
+def _local(env: Mapping[str, str]) -> bool:
+    local = _flag(env, "AUTORETRY_LOCAL")
+    if local and in_cloud(env):
+        # Local mode lets unauthenticated requests in; on a platform anyone can reach that is a
+        # hole, whatever else is configured.
+        raise ConfigError("AUTORETRY_LOCAL=true is for a local run and is refused on SCF or Lambda "
+                          "(TENCENTCLOUD_RUNENV=SCF or AWS_LAMBDA_FUNCTION_NAME is set): remove it "
+                          "and set AUTORETRY_AUTH_TOKEN or AUTORETRY_HMAC_SECRET")
+    return local
+
+
 @dataclass(frozen=True)
 class Config:
     store: str
@@ -67,7 +83,9 @@ class Config:
         return self.regions[0]
 
     def __repr__(self) -> str:  # secrets stay out of any log line that prints the config
-        return (f"Config(store={self.store!r}, regions={self.regions}, "
+        from handler.ledger import describe_store
+
+        return (f"Config(store={describe_store(self.store)!r}, regions={self.regions}, "
                 f"endpoint={self.batch_endpoint!r}, dry_run={self.dry_run})")
 
     @classmethod
@@ -94,9 +112,9 @@ class Config:
             regions=regions,
             batch_endpoint=endpoint,
             batch_protocol=protocol,
-            auth_token=env.get("AUTORETRY_AUTH_TOKEN") or None,
-            auth_hmac_secret=env.get("AUTORETRY_HMAC_SECRET") or None,
-            local=_flag(env, "AUTORETRY_LOCAL"),
+            auth_token=_secret(env, "AUTORETRY_AUTH_TOKEN"),
+            auth_hmac_secret=_secret(env, "AUTORETRY_HMAC_SECRET"),
+            local=_local(env),
             dry_run=_flag(env, "AUTORETRY_DRY_RUN"),
             retention_s=_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
             api_speedup=_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),

@@ -40,6 +40,8 @@ METRICS: dict[str, str] = {
     "failures.refailed_same_end_time": "RefailedSameEndTime",
     "input.rejected": "BadInput",
     "auth.refused": "Unauthorized",
+    "events.ignored": "IgnoredEvents",  # Batch events not acted on (not a job failure)
+    "events.foreign_region": "ForeignRegion",  # refused: a region not in AUTORETRY_REGION
 }
 SKIPS_BY_REASON = "SkipsByReason"
 _SECRET_WORDS = ("token", "secret", "password", "signature", "authorization", "credential")

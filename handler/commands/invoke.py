@@ -41,12 +41,15 @@ def main(argv: list[str]) -> int:
     except (OSError, json.JSONDecodeError) as e:
         print(f"cannot read event {args.file}: {e}", file=sys.stderr)
         return 2
-    from handler.app import RedeliverLater, lambda_handler, main_handler
+    from handler.app import RedeliverLater, lambda_handler, main_handler, runtime
     from handler.config import Config
 
     note = where_the_store_is(Config.from_env().store)
     if note:
         print(f"ledger: {note}", file=sys.stderr)
+    # The function answers a caller "misconfigured; see its log": here the operator is the caller,
+    # so a setting that cannot be used is said in the one line (ConfigError, via one_line).
+    runtime()
 
     try:
         if args.aws:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from handler.app import Runtime
+    from handler.config import Config
 
 
 def apigw_event(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -46,18 +48,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         from handler.app import handle
+        from handler.ingress import MAX_BODY_BYTES
 
-        length = int(self.headers.get("Content-Length") or 0)
+        if self.headers.get("Transfer-Encoding"):
+            # Not read here: its chunks would otherwise be taken for the next request.
+            return self._refuse(411, "send the body with a Content-Length")
+        announced = self.headers.get("Content-Length")
+        raw_length = "0" if announced is None else announced.strip()
+        if not (raw_length.isascii() and raw_length.isdigit()):
+            # Read nothing: a negative length would block the thread, junk would raise.
+            return self._refuse(400, "Content-Length must be a non-negative whole number")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            # Decided from the header: the body is never read, so it costs neither time nor memory.
+            return self._refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         body = self.rfile.read(length) if length else b""
         event = apigw_event(self.command, self.path, dict(self.headers.items()), body)
         context = {"request_id": uuid.uuid4().hex, "time_limit_in_ms": self.time_limit_ms,
                    "function_name": "batch-autoretry-local"}
-        result = handle(event, context, platform="scf",
-                        runtime=self.runtime() if self.runtime is not None else None)
-        status = int(result.get("statusCode", 200))
-        out = str(result.get("body", json.dumps(result))).encode()
+        try:
+            result = handle(event, context, platform="scf",
+                            runtime=self.runtime() if self.runtime is not None else None)
+        except Exception as e:  # the function's own log has the detail; the caller gets no text
+            print(f"serve: request failed: {type(e).__name__}", file=sys.stderr, flush=True)
+            result = {"statusCode": 500, "body": json.dumps({"error": "internal error"})}
+        self._answer(int(result.get("statusCode", 200)), str(result.get("body", json.dumps(result))),
+                     result.get("headers") or {"Content-Type": "application/json"})
+
+    def _refuse(self, status: int, error: str) -> None:
+        self.close_connection = True  # what the client still sends is not read: no reuse
+        self._answer(status, json.dumps({"error": error}), {"Content-Type": "application/json",
+                                                             "Connection": "close"})
+
+    def _answer(self, status: int, body: str, headers: dict[str, str]) -> None:
+        out = body.encode()
         self.send_response(status)
-        for k, v in (result.get("headers") or {"Content-Type": "application/json"}).items():
+        for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -81,15 +107,62 @@ def start(host: str = "127.0.0.1", port: int = 0, runtime: Callable[[], Runtime]
     return server
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _auth_mode(config: Config) -> str:
+    methods = [name for name, value in (("token", config.auth_token),
+                                         ("HMAC signature", config.auth_hmac_secret)) if value]
+    if methods:
+        return " or ".join(methods)
+    if config.local:
+        return "local: no credential asked (AUTORETRY_LOCAL=true)"
+    return ("none configured: every POST is refused with 503 until AUTORETRY_AUTH_TOKEN or "
+            "AUTORETRY_HMAC_SECRET is set")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m handler serve", description=__doc__)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default 127.0.0.1; AUTORETRY_LOCAL defaults to "
+                         "true only there)")
+    ap.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     args = ap.parse_args(argv)
-    # A local endpoint without a token is allowed only because it is explicitly local.
-    os.environ.setdefault("AUTORETRY_LOCAL", "true")
-    server = ThreadingHTTPServer((args.host, args.port), _Handler)
-    print(f"serving main_handler on http://{args.host}:{server.server_address[1]}/", flush=True)
+    if not 0 <= args.port <= 65535:
+        print(f"serve: --port {args.port}: expected a port from 0 to 65535", file=sys.stderr)
+        return 2
+    # A local endpoint without a token is allowed only because it is explicitly local: reachable
+    # from this machine alone. On any other interface a credential must be configured.
+    if args.host in LOOPBACK:
+        os.environ.setdefault("AUTORETRY_LOCAL", "true")
+
+    from handler.app import runtime
+    from handler.config import Config, ConfigError
+    from handler.ledger import StoreUnavailable, describe_store
+
+    try:
+        config = Config.from_env()
+        runtime(config)  # a broken policy or store is refused now, not answered with 503 later
+    except ConfigError as e:
+        print(f"serve: not started: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as e:
+        print(f"serve: not started: ledger {describe_store(config.store)} unavailable: "
+              f"{str(e).splitlines()[0][:300]}", file=sys.stderr)
+        return 1
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), _Handler)
+    except OSError as e:
+        reason = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        print(f"serve: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving main_handler on http://{shown_host}:{server.server_address[1]}/events "
+          f"(store {describe_store(config.store)}; auth: {_auth_mode(config)})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -81,7 +81,9 @@ def main(argv: list[str]) -> int:
         print(f"not an http(s) URL: {_shown(url)}", file=sys.stderr)
         return 2
     message_id = f"verify-{uuid.uuid4().hex[:12]}"
-    job_id = f"job-verify{uuid.uuid4().hex[:12]}"
+    # Reads as synthetic, yet in the Batch API's exact id format (job- and 8 lowercase letters or
+    # digits), which the function requires of every job it accepts.
+    job_id = f"job-vrfy{uuid.uuid4().hex[:4]}"
     envelope = {"TopicOwner": 0, "topicName": "autoretry-verify", "subscriptionName": "autoretry-verify",
                 "msgId": message_id, "msgBody": _notice(job_id), "publishTime": int(time.time() * 1000)}
     body = json.dumps(envelope).encode()

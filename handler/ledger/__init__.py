@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from typing import NamedTuple
 
 from handler.ledger.ledger import (
     ClaimOutcome,
@@ -29,20 +29,42 @@ __all__ = [
     "Step",
     "Store",
     "StoreUnavailable",
+    "StoreUrl",
     "Token",
     "Write",
     "describe_store",
     "open_store",
+    "split_store_url",
 ]
 
+class StoreUrl(NamedTuple):
+    """A store URL cut at its credentials. `userinfo` is what stood before the host's `@` (as
+    written, still percent-encoded or not); `rest` is `host[:port][/path][?query]`."""
+
+    scheme: str
+    userinfo: str | None
+    rest: str
+
+
+def split_store_url(url: str) -> StoreUrl:
+    """Cut at the last `@` before the host, so that a password holding an unencoded `/`, `#`, `?`
+    or `@` stays whole (a URL parser would end the host at the first of them and show the rest of
+    the password as a path, a fragment or a port)."""
+    scheme, sep, after = url.partition("://")
+    if not sep or scheme.lower() == "sqlite":  # a file path may hold an @ and has no credentials
+        return StoreUrl(scheme if sep else "", None, after if sep else url)
+    userinfo, at, rest = after.rpartition("@")
+    if not at:
+        return StoreUrl(scheme, None, after)
+    return StoreUrl(scheme, userinfo, rest)
+
+
 def describe_store(url: str) -> str:
-    """The store's URL without credentials, for logs and errors."""
-    parsed = urlparse(url)
-    if parsed.password or parsed.username:
-        host = parsed.hostname or ""
-        port = f":{parsed.port}" if parsed.port else ""
-        return parsed._replace(netloc=f"***@{host}{port}").geturl()
-    return url
+    """The store's URL without credentials, for logs and errors. Never raises."""
+    parts = split_store_url(url)
+    if parts.userinfo is None:
+        return url if parts.scheme or "@" not in url else "***"
+    return f"{parts.scheme}://***@{parts.rest}"
 
 
 def open_store(url: str) -> Store:

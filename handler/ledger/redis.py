@@ -16,12 +16,13 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from handler.ledger import describe_store, split_store_url
 from handler.ledger.store import Record, StoreUnavailable, Write
 
 DEFAULT_PREFIX = "autoretry:"
@@ -84,28 +85,36 @@ def _glob_escape(text: str) -> str:
 
 class RedisStore:
     def __init__(self, url: str) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a Redis URL: {parsed.scheme}://...")
+        # Every message below names the URL without its credentials: a password may hold any
+        # character, and a parser's complaint about it would quote it.
+        parts = split_store_url(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"not a Redis URL: {describe_store(url)}")
+        parsed = urlsplit(f"{parts.scheme}://{parts.rest}")
+        try:
+            port = parsed.port or 6379
+        except ValueError:
+            raise ValueError(f"redis URL {describe_store(url)}: the port must be a number from 1 "
+                             "to 65535") from None
         host = parsed.hostname or "127.0.0.1"
-        port = parsed.port or 6379
         path = parsed.path.strip("/")
         if path and not path.isdigit():
-            raise ValueError(f"redis URL: the path must be a database number, not {path!r}")
+            raise ValueError(f"redis URL {describe_store(url)}: the path must be a database number")
         db = int(path or 0)
         query = parse_qs(parsed.query)
         self.prefix = query.get("prefix", [DEFAULT_PREFIX])[0]
-        self.name = f"{parsed.scheme}://{host}:{port}/{db}"
-        self._password = unquote(parsed.password) if parsed.password else None
+        self.name = f"{parts.scheme}://{host}:{port}/{db}"
+        username, _, password = (parts.userinfo or "").partition(":")
+        self._password = unquote(password) if password else None
         self._rec = f"{self.prefix}rec:"
         self._due = f"{self.prefix}due"
         self._client = redis.Redis(
             host=host,
             port=port,
             db=db,
-            username=unquote(parsed.username) if parsed.username else None,
+            username=unquote(username) if username else None,
             password=self._password,
-            ssl=parsed.scheme == "rediss",
+            ssl=parts.scheme == "rediss",
             socket_connect_timeout=TIMEOUT_S,
             socket_timeout=TIMEOUT_S,
             # One quick retry covers a pooled connection the server closed while the function

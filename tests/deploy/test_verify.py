@@ -112,9 +112,9 @@ def test_verify_notice_is_one_the_function_accepts() -> None:
     from handler.commands.verify import _notice
     from handler.ingress import read_notice
 
-    notice, _ = read_notice(_notice("job-verify0123abcd"))
+    notice, _ = read_notice(_notice("job-vrfy0123"))
     assert notice.Events[0].is_job_failure
-    assert notice.Events[0].Batch.JobId == "job-verify0123abcd"
+    assert notice.Events[0].Batch.JobId == "job-vrfy0123"
 
 
 
