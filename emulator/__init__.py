@@ -2,8 +2,10 @@
 
 It speaks the real wire protocol (TC3-signed `POST /`, exact `application/json` answers, errors in a
 200), answers SubmitJob, DescribeJob(s), DescribeTask, RetryJobs and TerminateJob with the service's
-error codes and per-action rate limits, runs scripted jobs, pushes job notices to subscribers the way
-a TDMQ-CMQ HTTP subscription does, injects faults, and records every call it answered.
+error codes and per-action rate limits, and the Tag service's TagResources, UnTagResources,
+ModifyResourceTags and GetResources on Batch jobs; runs scripted jobs, pushes job notices to
+subscribers the way a TDMQ-CMQ HTTP subscription does, injects faults, and records every call it
+answered. Where Tencent documents nothing, `Behaviour` switches between the plausible answers.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from emulator.api import LIMITS, Api, RateLimiter
+from emulator import tags
+from emulator.api import LIMITS, VERSION, Api, RateLimiter, Service
+from emulator.behaviour import Behaviour
 from emulator.faults import Faults
 from emulator.fleet import Fleet, Job, Outcome, iso
 from emulator.server import Handler, Server
 from emulator.topics import Subscription, Topics
 
-__all__ = ["Emulator", "Faults", "Outcome"]
+__all__ = ["Behaviour", "Emulator", "Faults", "Outcome"]
 
 _ANY = object()
 
@@ -31,13 +35,24 @@ class Emulator:
     def __init__(self, secret_id: str = "AKIDEMULATOR", secret_key: str = "emulator-secret",
                  region: str = "ap-guangzhou", *, speedup: float = 1.0, host: str = "127.0.0.1",
                  port: int = 0, run_s: float = 2.0, faults: Faults | None = None,
-                 limits: dict[str, float] | None = None, senders: int = 16, seed: int | None = None) -> None:
-        self.region, self.speedup = region, speedup
+                 limits: dict[str, float] | None = None, senders: int = 16, seed: int | None = None,
+                 uin: str = "100000000001", retry_refusal: str = "refuse-all",
+                 refailure_end_time: str = "new", listing_order: str = "newest-first",
+                 tags_writable: bool = True, tag_refusal: str = "error", lost_exit_code: int = -1) -> None:
+        self.region, self.speedup, self.uin = region, speedup, uin
         self.secrets = {secret_id: secret_key}
         self.faults = faults or Faults()
-        self.limiter = RateLimiter(dict(LIMITS if limits is None else limits), speedup)
-        self.fleet = Fleet(speedup=speedup, run_s=run_s, seed=seed, on_change=self._on_change)
+        self.behaviour = Behaviour(retry_refusal=retry_refusal, refailure_end_time=refailure_end_time,
+                                   listing_order=listing_order, tags_writable=tags_writable,
+                                   tag_refusal=tag_refusal, lost_exit_code=lost_exit_code)
+        self.limiter = RateLimiter({**tags.LIMITS, **(LIMITS if limits is None else limits)}, speedup)
+        self.fleet = Fleet(speedup=speedup, run_s=run_s, seed=seed, on_change=self._on_change,
+                           behaviour=self.behaviour)
         self.api = Api(self.fleet)
+        self.tag_api = tags.TagApi(self.fleet, region, uin)
+        # X-TC-Version picks the API, as the real endpoints' versions differ (2017-03-12, 2018-08-13).
+        self.services = {VERSION: Service("batch", self.api.handle),
+                         tags.VERSION: Service(tags.SERVICE, self.tag_api.handle)}
         self.topics = Topics(speedup=speedup, senders=senders)
         self.calls: list[dict[str, Any]] = []
         self.clock = time.time  # the server's clock for signature expiry (tests may skew it)
@@ -78,21 +93,36 @@ class Emulator:
     # --- jobs ------------------------------------------------------------------------------------
     def add_job(self, name: str, script: Iterable[Outcome] = (), *, topic: str | None = None,
                 notify: Iterable[str] = ("JOB_FAILED",), event_vars: dict[str, str] | None = None,
-                tags: dict[str, str] | None = None) -> str:
-        """A job that starts running now; run n ends as script[n-1] (the last entry repeats)."""
+                tags: dict[str, str] | None = None, instances: int = 1) -> str:
+        """A job that starts running now; run n ends as script[n-1] (the last entry repeats).
+        With `instances` > 1 its task has that many instances; a failed run fails the last one."""
         return self.fleet.add(name, script, topic=topic, notify=notify if topic else (),
-                              event_vars=event_vars, tags=tags).job_id
+                              event_vars=event_vars, tags=tags, instances=instances).job_id
 
     def add_failed_job(self, name: str, script: Iterable[Outcome] = (), *,
                        reason: str = "CVM_SPOT_RECLAIMED: the spot instance was reclaimed",
                        exit_code: int | None = None, publish: bool = False, topic: str = "batch-events",
-                       event_vars: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> str:
-        """A job already FAILED from its first run; `script` says how each retried run ends."""
-        first = Outcome.fail(reason, exit_code)
+                       event_vars: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+                       detail: str = "", instances: int = 1) -> str:
+        """A job already FAILED from its first run; `script` says how each retried run ends.
+        `detail` is the failed instance's StateDetailedReason."""
+        first = Outcome.fail(reason, exit_code, detail=detail)
         notify = ("JOB_FAILED",) if publish else ()
         job = self.fleet.add(name, [first, *script], topic=topic if publish else None, notify=notify,
-                             event_vars=event_vars, tags=tags, failed_with=first)
+                             event_vars=event_vars, tags=tags, failed_with=first, instances=instances)
         return job.job_id
+
+    def add_failed_jobs(self, count: int, name: str = "retained", script: Iterable[Outcome] = (), *,
+                        reason: str = "task failed", exit_code: int | None = 1,
+                        tags: dict[str, str] | None = None) -> list[str]:
+        """`count` jobs already FAILED (an account's retained failures), oldest first, created one
+        second apart and ending now; no notices. Cheap enough for 50,000."""
+        first = Outcome.fail(reason, exit_code)
+        return [j.job_id for j in self.fleet.add_failed_many(count, name, script, first, tags=tags)]
+
+    def resource(self, job_id: str) -> str:
+        """The job's six-segment name for the Tag service: qcs::batch:<region>:uin/<uin>:job/<id>."""
+        return tags.resource_name(self.region, self.uin, job_id)
 
     def job(self, job_id: str) -> dict[str, Any]:
         with self.fleet.lock:

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from emulator.fleet import Fleet, Job, Outcome
@@ -14,6 +15,7 @@ from emulator.fleet import Fleet, Job, Outcome
 VERSION = "2017-03-12"
 JOB_ID = re.compile(r"^job-[0-9a-z]{8}$")
 MAX_IDS = 100
+TASK_PAGE, MAX_TASK_PAGE = 100, 1000  # DescribeTask's Limit: default 100, at most 1000 (SDK model)
 
 # Requests per second per action for the account (the lowest of Tencent's documented figures).
 LIMITS: dict[str, float] = {"RetryJobs": 2, "DescribeJobs": 2, "DescribeJob": 2, "DescribeTask": 3,
@@ -24,6 +26,14 @@ class ApiError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class Service:
+    """One API the server answers, chosen by X-TC-Version; `name` is the service its signature names."""
+
+    name: str
+    handle: Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 class RateLimiter:
@@ -126,46 +136,79 @@ class Api:
                 if not JOB_ID.match(job_id):
                     raise ApiError("InvalidParameter.JobIdMalformed", f"the JobId {job_id!r} is malformed")
             jobs = [self.fleet.jobs[i] for i in dict.fromkeys(ids) if i in self.fleet.jobs]
-        else:
-            jobs = sorted(self.fleet.jobs.values(), key=lambda j: (-j.created, j.job_id))
-            for flt in params.get("Filters") or []:
-                jobs = self._filter(jobs, flt)
+            return {"JobSet": [j.view() for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
+        filters = params.get("Filters") or []
+        if not isinstance(filters, list):
+            raise ApiError("InvalidFilter", "Filters must be a list")
+        checked = [self._check_filter(f) for f in filters]
+        order = self.fleet.behaviour.listing_order
+        index = self.fleet.index
+        states = self._states(checked)
+        rest = [(name, values) for name, values in checked if name != "job-state"]
+        if not rest:
+            # The common sweep: one page of one state, straight from the sorted index.
+            seqs = index.page(states, order, offset, limit)
+            return {"JobSet": [self.fleet.by_seq[s].view() for s in seqs], "TotalCount": index.count(states)}
+        jobs = [self.fleet.by_seq[s] for s in index.ordered(states, order)]
+        for name, values in rest:
+            jobs = self._filter(jobs, name, values)
         return {"JobSet": [j.view() for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
 
+    def _states(self, checked: list[tuple[str, set[Any]]]) -> set[str]:
+        states = set(self.fleet.index.all_states())
+        for name, values in checked:
+            if name == "job-state":
+                states &= {v for v in values if isinstance(v, str)}
+        return states
+
     @staticmethod
-    def _filter(jobs: list[Job], flt: Any) -> list[Job]:
+    def _check_filter(flt: Any) -> tuple[str, set[Any]]:
         if not isinstance(flt, dict) or not isinstance(flt.get("Values"), list):
             raise ApiError("InvalidFilter", "a filter needs Name and Values")
         name, values = flt.get("Name"), set(flt["Values"])
         if len(values) > 5:
             raise ApiError("InvalidParameterValue.LimitExceeded", "a filter takes at most 5 values")
-        if name == "job-state":
-            return [j for j in jobs if j.state in values]
+        if name in ("job-state", "job-name", "job-id") or (isinstance(name, str) and name.startswith("tag:")):
+            return name, values
+        raise ApiError("InvalidParameterValue.InvalidFilter", f"unknown filter {name!r}")
+
+    @staticmethod
+    def _filter(jobs: list[Job], name: str, values: set[Any]) -> list[Job]:
         if name == "job-name":
             return [j for j in jobs if j.name in values]
         if name == "job-id":
             return [j for j in jobs if j.job_id in values]
-        if isinstance(name, str) and name.startswith("tag:"):
-            return [j for j in jobs if j.tags.get(name[4:]) in values]
-        raise ApiError("InvalidParameterValue.InvalidFilter", f"unknown filter {name!r}")
+        return [j for j in jobs if j.tags.get(name[4:]) in values]
 
     def describe_task(self, params: dict[str, Any]) -> dict[str, Any]:
         job = self._job(params.get("JobId"))
         if params.get("TaskName") != "main":
             raise ApiError("ResourceNotFound.Task", f"the task {params.get('TaskName')!r} does not exist")
-        return job.task_detail()
+        offset, limit = _page(params, default=TASK_PAGE, most=MAX_TASK_PAGE)
+        states: set[str] | None = None
+        for flt in params.get("Filters") or []:
+            if not isinstance(flt, dict) or flt.get("Name") != "task-instance-state" \
+                    or not isinstance(flt.get("Values"), list):
+                raise ApiError("InvalidParameterValue.InvalidFilter",
+                               "the only filter is task-instance-state")
+            states = set(flt["Values"]) if states is None else states & set(flt["Values"])
+        return job.task_detail(offset, limit, self.fleet.behaviour.lost_exit_code, states)
 
     def retry_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         ids = _ids(params)
         if not ids:
             raise ApiError("MissingParameter", "JobIds is required")
-        jobs = [self._job(i) for i in ids]  # all-or-nothing: check every id before any re-run
+        jobs = list({j.job_id: j for j in (self._job(i) for i in ids)}.values())  # every id exists
+        refused = next((j for j in jobs if j.state != "FAILED"), None)
+        if refused is not None:
+            if self.fleet.behaviour.retry_refusal == "apply-some-then-refuse":
+                for job in jobs:
+                    if job.state == "FAILED":
+                        self.fleet.retry(job)
+            raise ApiError("UnsupportedOperation",
+                           f"the job {refused.job_id} is {refused.state}; only FAILED jobs can be retried")
         for job in jobs:
-            if job.state != "FAILED":
-                raise ApiError("UnsupportedOperation",
-                               f"the job {job.job_id} is {job.state}; only FAILED jobs can be retried")
-        for job_id in dict.fromkeys(ids):
-            self.fleet.retry(self.fleet.jobs[job_id])
+            self.fleet.retry(job)
         return {}
 
     def terminate_job(self, params: dict[str, Any]) -> dict[str, Any]:

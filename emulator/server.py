@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,15 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     emulator: Emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets or drops its connection is routine (timeouts, the function's own
+        # retries): no traceback. Anything else gets one line, not a traceback.
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            return
+        print(f"emulator: a request from {client_address[0]} failed: {type(err).__name__}: {err}",
+              file=sys.stderr)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -84,10 +94,11 @@ class Handler(BaseHTTPRequestHandler):
                 call: dict[str, Any], fault: str | None) -> dict[str, Any]:
         if self.headers.get("Content-Type") != "application/json":
             raise ApiError("InvalidParameter", "Content-Type must be application/json")
-        if self.headers.get("X-TC-Version") != VERSION:
+        service = emu.services.get(self.headers.get("X-TC-Version", ""))
+        if service is None:
             raise ApiError("NoSuchVersion", f"X-TC-Version must be {VERSION}")
         path, _, query = self.path.partition("?")
-        verify(emu.secrets, "POST", path, query, headers, body, emu.clock())
+        verify(emu.secrets, "POST", path, query, headers, body, emu.clock(), service=service.name)
         try:
             params = json.loads(body or b"{}")
         except ValueError:
@@ -103,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError("RequestLimitExceeded", f"{action} is limited; slow down")
         if fault == "http_500":
             return {}
-        return emu.api.handle(action, params)
+        return service.handle(action, params)
 
     def _send(self, status: int, payload: object, raw: bytes | None = None,
               content_type: str = "application/json") -> None:

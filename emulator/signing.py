@@ -44,8 +44,9 @@ def canonical_request(method: str, path: str, query: str, headers: Mapping[str, 
 
 
 def verify(secrets: Mapping[str, str], method: str, path: str, query: str, headers: Mapping[str, str],
-           body: bytes, now: float) -> str:
-    """Check the Authorization header; return the SecretId on success, raise AuthError otherwise."""
+           body: bytes, now: float, service: str | None = None) -> str:
+    """Check the Authorization header; return the SecretId on success, raise AuthError otherwise.
+    With `service`, the credential scope must name it (a request signed for `batch` is no `tag` call)."""
     lower = {k.lower(): v for k, v in headers.items()}
     auth = lower.get("authorization", "")
     match = _AUTH.match(auth.strip())
@@ -63,6 +64,9 @@ def verify(secrets: Mapping[str, str], method: str, path: str, query: str, heade
                         f"signature expired: timestamp {timestamp} is over {MAX_SKEW_S}s from server time")
     if match["date"] != datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d"):
         raise AuthError("AuthFailure.SignatureFailure", "credential date does not match X-TC-Timestamp")
+    if service is not None and match["service"] != service:
+        raise AuthError("AuthFailure.SignatureFailure",
+                        f"the credential scope names {match['service']!r}, this is the {service!r} service")
     signed = match["headers"].split(";")
     if "host" not in signed or "content-type" not in signed:
         raise AuthError("AuthFailure.SignatureFailure", "SignedHeaders must include content-type and host")
