@@ -1,14 +1,33 @@
-"""The sweep: list FAILED jobs and enqueue failures the ledger never saw, so a lost notice delays a
-retry but never drops it."""
+"""The sweep: walk the FAILED listing and enqueue failures the ledger never saw, so a lost notice
+delays a retry but never drops it.
+
+DescribeJobs' order is undocumented and an account may hold tens of thousands of FAILED jobs, more
+than one sweep can list at 2 calls/s. So a sweep:
+
+- lists the first page: if the API lists newest first, a lost notice is found by the next timer;
+- then walks on from the region's cursor in the ledger (one sweeper at a time; a cold instance
+  continues where the last sweep stopped) to the end of the listing and on from offset 0 again,
+  listing each page at most once per sweep: a lost notice is found within one pass, whatever the
+  order. It resumes a page back (`STEP_BACK`): jobs that left FAILED meanwhile pulled later pages
+  forward, and a job listed twice costs nothing;
+- retries what is due first, and while any flush is queued or in flight it takes at most every
+  other DescribeJobs turn, which the flushes share;
+- skips pages older than the policy's `max_failure_age` only when a whole pass showed EndTimes
+  oldest first: then a binary search on one-job pages finds where the young failures start. Any
+  page that contradicts the order drops the belief at once, and a skip is checked where it lands.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise
 
-from handler.gateway import ApiError
+from handler.gateway import MAX_IDS_PER_CALL, ApiError
 from handler.jobs import FailureKey, JobRef, JobView
 from handler.ledger import Ledger
+from handler.ledger.cursor import SweepCursor
 from handler.observe import Observer
 from handler.policy import Policy
 from handler.retrier.flush import FlushReport, Gateway, _epoch
@@ -16,6 +35,20 @@ from handler.retrier.pacing import Deadline, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 
 Drain = Callable[[Deadline], FlushReport]
+
+STEP_BACK = MAX_IDS_PER_CALL  # a resumed walk lists this many jobs again
+PASS_TARGET_S = 600.0  # a lost notice is found within one pass: warn when a pass takes longer
+
+
+class _Stop(Exception):
+    """The walk ends here: out of time, the listing failed, or another sweeper took the walk."""
+
+
+@dataclass
+class _Page:
+    offset: int
+    views: list[JobView]
+    total: int
 
 
 class Sweeper:
@@ -27,41 +60,22 @@ class Sweeper:
 
     def reconcile(self, deadline: Deadline, drain: Drain,
                   progress: Callable[[str], None] | None = None) -> int:
-        """List FAILED jobs and enqueue failures the ledger never saw. Retrying what is known
-        comes first (`drain`); listing resumes when the queue is empty. Returns how many were
-        enqueued."""
+        """Walk each region's FAILED listing and enqueue failures the ledger never saw. Retrying
+        what is known comes first (`drain`). Returns how many were enqueued."""
         found = 0
-        for region in self.settings.regions:
-            offset, total, listed = 0, None, 0
-            while total is None or offset < total:
-                if self.ledger.has_due():
-                    drained = drain(deadline)
-                    # Jobs retried meanwhile left the FAILED listing and pulled every later page
-                    # forward: step back as many, so no job is skipped (a job listed twice costs
-                    # nothing: the ledger has seen it). Retries by other instances can still shift
-                    # a page; what this misses, the next sweep lists.
-                    offset = max(0, offset - len(drained.retried))
-                    if drained.stopped == "time":
-                        return found
-                try:
-                    with self.pacer.turn("DescribeJobs", deadline):
-                        views, total = self.gateway.list_jobs(region, "FAILED", offset)
-                except OutOfTime:
-                    return found
-                except ApiError as e:
-                    self.observer.warning("sweep listing failed", region=region, code=e.code)
-                    return found
-                if not views:
-                    break
-                offset += len(views)
-                listed += len(views)
-                found += self._enqueue_unseen(region, views)
-                if progress:
-                    progress(f"{region}: listed {listed} FAILED jobs ({total} failed now), "
-                             f"{found} new failures enqueued")
+        regions = self.settings.regions
+        for i, region in enumerate(regions):
+            # An equal share of what is left, so a crowded region cannot starve the next one.
+            share = Deadline(min(deadline.at, deadline.clock() + deadline.remaining() /
+                                 (len(regions) - i)), deadline.clock)
+            walk = _Walk(self, region, share, drain, progress)
+            walk.run()
+            found += walk.found
         return found
 
-    def _enqueue_unseen(self, region: str, views: Iterable[JobView]) -> int:
+    # ---- what one page yields ------------------------------------------------------------------
+
+    def enqueue_unseen(self, region: str, views: Iterable[JobView]) -> int:
         now = self.clock()
         fresh: list[tuple[JobView, FailureKey]] = []
         for v in views:
@@ -80,3 +94,216 @@ class Sweeper:
                                    failure_key=str(key))
         self.observer.count("sweep.enqueued", len(unseen))
         return len(unseen)
+
+
+def _ends(views: Sequence[JobView]) -> list[float]:
+    """The EndTimes of a page, in its order (jobs without one say nothing of the order)."""
+    out: list[float] = []
+    for v in views:
+        if v.EndTime:
+            try:
+                out.append(_epoch(v.EndTime))
+            except ValueError:
+                continue
+    return out
+
+
+class _Walk:
+    """One sweep of one region: the first page, then on from the cursor while time lasts."""
+
+    def __init__(self, sweeper: Sweeper, region: str, deadline: Deadline, drain: Drain,
+                 progress: Callable[[str], None] | None) -> None:
+        self.s, self.region, self.deadline, self.drain = sweeper, region, deadline, drain
+        self.progress = progress
+        self.found = 0
+        self.listed = 0
+        self.cursor: SweepCursor | None = None
+        self.last: _Page | None = None  # the page listed just before, if nothing shifted since
+
+    def run(self) -> None:
+        s = self.s
+        try:
+            first = self._list(0)
+        except _Stop:
+            return
+        self.cursor = s.ledger.take_walk(self.region, self._lease_s())
+        if self.cursor is None:
+            s.observer.count("sweep.walk_busy")  # another sweeper walks this region now
+            return
+        try:
+            self._walk(first)
+        except _Stop:
+            pass
+        finally:
+            if self.cursor is not None:
+                s.ledger.release_walk(self.cursor)
+
+    def _walk(self, first: _Page) -> None:
+        assert self.cursor is not None
+        cur = self.cursor
+        if cur.offset == 0:  # a new pass, whose first page is listed
+            self._set(replace(cur, pass_started_at=self.s.clock(), ascending_so_far=True))
+            offset = len(first.views)
+            if offset >= first.total:
+                self._end_pass(first.total)
+                return
+        else:
+            offset = max(0, cur.offset - STEP_BACK)
+            self.last = None
+        start, wrapped = offset, False
+        # Each page at most once per sweep: on from the cursor, and after the end from the top
+        # down to where this sweep began.
+        while not (wrapped and offset >= start):
+            offset = self._before_page(offset)
+            offset = self._skip_old(offset)
+            page = self._list(offset)
+            if not page.views or page.offset + len(page.views) >= page.total:
+                self._end_pass(page.total)
+                if wrapped:
+                    return
+                wrapped, offset = True, len(first.views)
+                self.last = None
+                continue
+            offset = page.offset + len(page.views)
+            self._save(offset)
+
+    # ---- pacing: flushes first -----------------------------------------------------------------
+
+    def _before_page(self, offset: int) -> int:
+        """Retry what is due first; while a flush is in flight elsewhere, leave it the next turn."""
+        s = self.s
+        if s.ledger.has_due():
+            drained = self.drain(self.deadline)
+            # Jobs retried meanwhile left the FAILED listing and pulled later pages forward: step
+            # back as many (a job listed twice costs nothing: the ledger has seen it).
+            if drained.retried:
+                offset = max(0, offset - len(drained.retried))
+                self.last = None
+            if drained.stopped == "time":
+                raise _Stop
+        self._yield()
+        return offset
+
+    def _yield(self) -> None:
+        """While a flush is queued or in flight, leave it the next DescribeJobs turn."""
+        s = self.s
+        if s.ledger.next_due(s.settings.lease_s + 1.0) is not None:
+            s.observer.count("sweep.yielded")
+            s.pacer.sleep(1.0 / s.settings.rates["DescribeJobs"])
+
+    # ---- listing -------------------------------------------------------------------------------
+
+    def _list(self, offset: int, limit: int = MAX_IDS_PER_CALL) -> _Page:
+        s = self.s
+        try:
+            with s.pacer.turn("DescribeJobs", self.deadline):
+                views, total = s.gateway.list_jobs(self.region, "FAILED", offset, limit)
+        except OutOfTime:
+            raise _Stop from None
+        except ApiError as e:
+            s.observer.warning("sweep listing failed", region=self.region, code=e.code)
+            raise _Stop from None
+        page = _Page(offset, views, total)
+        if limit == MAX_IDS_PER_CALL:
+            s.observer.count("sweep.pages")
+            self._check_order(page)
+            self.listed += len(views)
+            self.found += s.enqueue_unseen(self.region, views)
+            self.last = page
+            if self.progress:
+                self.progress(f"{self.region}: listed {self.listed} FAILED jobs ({total} failed "
+                              f"now), {self.found} new failures enqueued")
+        return page
+
+    def _check_order(self, page: _Page) -> None:
+        """Any page whose EndTimes are not oldest first (or that begins before the page just
+        before it ended) proves the listing is not in that order: no page is skipped from now."""
+        ends = _ends(page.views)
+        before = _ends(self.last.views) if self.last and \
+            self.last.offset + len(self.last.views) == page.offset else []
+        seq = before[-1:] + ends
+        if all(a <= b for a, b in pairwise(seq)):
+            return
+        cur = self.cursor
+        if cur is not None and (cur.ascending or cur.ascending_so_far):
+            self._set(replace(cur, ascending=False, ascending_so_far=False))
+
+    # ---- skipping what is too old --------------------------------------------------------------
+
+    def _skip_old(self, offset: int) -> int:
+        """With a listing known to be oldest first and the page just before all older than the
+        policy's max age, find the first young failure by binary search and go there."""
+        cur, last = self.cursor, self.last
+        if cur is None or not cur.ascending or last is None or not last.views or \
+                last.offset + len(last.views) != offset:
+            return offset
+        cutoff = self.s.clock() - self.s.policy.max_failure_age_s
+        ends = _ends(last.views)
+        if not ends or ends[-1] >= cutoff:
+            return offset
+        lo, hi = offset, max(offset, last.total)
+        floor = ends[-1]  # every job before `lo` ended no later than this
+        while lo < hi:
+            mid = (lo + hi) // 2
+            self._yield()
+            probe = self._list(mid, limit=1)
+            hi = min(hi, probe.total)
+            if mid >= hi:
+                continue
+            end = _ends(probe.views)
+            if not end or end[0] < floor:  # not oldest first after all: walk it page by page
+                self._set(replace(self.cursor or cur, ascending=False, ascending_so_far=False))
+                return offset
+            if end[0] < cutoff:
+                lo, floor = mid + 1, end[0]
+            else:
+                hi = mid
+        # Land one job early, on one known to be old: if jobs left meanwhile and it is young now,
+        # step back until the page starts old, so the jump passes no young failure.
+        target = max(offset, lo - 1)
+        if target == offset:
+            return offset
+        while True:
+            self._yield()
+            page = self._list(target)
+            ends = _ends(page.views)
+            if target == offset or (ends and ends[0] < cutoff):
+                break
+            target = max(offset, target - STEP_BACK)
+        self.s.observer.count("sweep.skipped_jobs", target - offset)
+        if not page.views or page.offset + len(page.views) >= page.total:
+            return target + len(page.views)  # the end: the caller's next page closes the pass
+        self._save(target + len(page.views))
+        return target + len(page.views)
+
+    # ---- the cursor ----------------------------------------------------------------------------
+
+    def _save(self, offset: int) -> None:
+        assert self.cursor is not None
+        cur = replace(self.cursor, offset=offset)
+        if not self.s.ledger.move_walk(cur, self._lease_s()):
+            self.cursor = None  # another sweeper holds the walk now: leave the cursor to it
+            raise _Stop
+        self.cursor = cur
+
+    def _set(self, cur: SweepCursor) -> None:
+        self.cursor = cur
+
+    def _end_pass(self, total: int) -> None:
+        assert self.cursor is not None
+        cur, now = self.cursor, self.s.clock()
+        took = now - cur.pass_started_at if cur.pass_started_at else None
+        self.cursor = replace(cur, offset=0, passes=cur.passes + 1, last_pass_s=took,
+                              ascending=cur.ascending_so_far, ascending_so_far=True,
+                              pass_started_at=now)
+        self.s.observer.count("sweep.passes")
+        self.s.observer.info("sweep pass complete", region=self.region, failed_jobs=total,
+                             seconds=round(took, 1) if took is not None else None)
+        if took is not None and took > PASS_TARGET_S:
+            self.s.observer.warning("sweep pass slower than its target: a lost notice may wait "
+                                    "longer; run the timer more often or longer",
+                                    region=self.region, seconds=round(took), failed_jobs=total)
+        self._save(0)
+
+    def _lease_s(self) -> float:
+        return max(1.0, self.deadline.remaining()) + 2 * self.s.settings.call_timeout_s
