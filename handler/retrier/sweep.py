@@ -113,7 +113,11 @@ class _Walk:
 
     def __init__(self, sweeper: Sweeper, region: str, deadline: Deadline, drain: Drain,
                  progress: Callable[[str], None] | None) -> None:
-        self.s, self.region, self.deadline, self.drain = sweeper, region, deadline, drain
+        self.s, self.region, self.drain = sweeper, region, drain
+        # Listing stops while a drain still fits after it, so what the last page found is retried
+        # by this sweep, not the next one.
+        self.deadline = deadline
+        self.listing = Deadline(deadline.at - sweeper.pacer.call_timeout_s - 1.0, deadline.clock)
         self.progress = progress
         self.found = 0
         self.listed = 0
@@ -196,7 +200,9 @@ class _Walk:
     def _list(self, offset: int, limit: int = MAX_IDS_PER_CALL) -> _Page:
         s = self.s
         try:
-            with s.pacer.turn("DescribeJobs", self.deadline):
+            if not self.listing.fits(s.pacer.call_timeout_s):
+                raise OutOfTime("DescribeJobs")
+            with s.pacer.turn("DescribeJobs", self.listing):
                 views, total = s.gateway.list_jobs(self.region, "FAILED", offset, limit)
         except OutOfTime:
             raise _Stop from None
@@ -306,4 +312,4 @@ class _Walk:
         self._save(0)
 
     def _lease_s(self) -> float:
-        return max(1.0, self.deadline.remaining()) + 2 * self.s.settings.call_timeout_s
+        return max(1.0, self.deadline.remaining()) + 2 * self.s.pacer.call_timeout_s
