@@ -123,6 +123,7 @@ class _Walk:
         self.listed = 0
         self.cursor: SweepCursor | None = None
         self.last: _Page | None = None  # the page listed just before, if nothing shifted since
+        self.called_at: float | None = None  # when this walk's last DescribeJobs turn came
 
     def run(self) -> None:
         s = self.s
@@ -189,11 +190,16 @@ class _Walk:
         return offset
 
     def _yield(self) -> None:
-        """While a flush is queued or in flight, leave it the next DescribeJobs turn."""
+        """While a flush is queued or in flight, leave it the turn after our last one: wait
+        until two turns have passed since our last call (any entry due within a lease counts:
+        a taken entry is leased, and its flush is under way)."""
         s = self.s
-        if s.ledger.next_due(s.settings.lease_s + 1.0) is not None:
+        if self.called_at is None or s.ledger.next_due(s.settings.lease_s + 1.0) is None:
+            return
+        wait = self.called_at + 2.0 / s.settings.rates["DescribeJobs"] - s.clock()
+        if wait > 0:
             s.observer.count("sweep.yielded")
-            s.pacer.sleep(1.0 / s.settings.rates["DescribeJobs"])
+            s.pacer.sleep(wait)
 
     # ---- listing -------------------------------------------------------------------------------
 
@@ -203,6 +209,7 @@ class _Walk:
             if not self.listing.fits(s.pacer.call_timeout_s):
                 raise OutOfTime("DescribeJobs")
             with s.pacer.turn("DescribeJobs", self.listing):
+                self.called_at = s.clock()
                 views, total = s.gateway.list_jobs(self.region, "FAILED", offset, limit)
         except OutOfTime:
             raise _Stop from None

@@ -5,6 +5,8 @@ young, in-scope failures nobody announced."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -135,3 +137,149 @@ def test_sweep_enqueues_nothing_the_policy_would_certainly_skip(tmp_path: Path, 
 
     assert enqueued == 1
     assert {e.job.job_id for e in r.ledger.queue()} == {"job-nightly1"}
+
+
+# ---- the walk at volume: a cursor in the ledger, one sweeper per region, flushes first ----------
+
+class ListingGateway(FakeGateway):
+    """Remembers each listing call: (offset, limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[tuple[int, int]] = []
+
+    def list_jobs(self, region, state, offset, limit=100):  # type: ignore[no-untyped-def]
+        self.listed.append((offset, limit))
+        return super().list_jobs(region, state, offset, limit)
+
+    def pages(self) -> list[int]:
+        return [o for o, limit in self.listed if limit == 100]
+
+
+def crowd(gw: FakeGateway, clock: Clock, count: int, ago: float = 3 * 3600) -> None:
+    """`count` FAILED jobs older than the policy's max age, oldest first."""
+    for i in range(count):
+        gw.fail(f"job-{i:08d}", end(clock, ago=ago + count - i))
+
+
+def instance(tmp_path: Path, clock: Clock, gw: FakeGateway, policy: Policy | None = None) -> Retrier:
+    """A new instance on the same ledger (its own owner name, nothing in memory)."""
+    return retrier(tmp_path, clock, gw, policy or load_policy(
+        "version: 1\ndefault: {action: RETRY}\nlimits: {max_failure_age: 2h}"))
+
+
+def test_a_new_instance_resumes_the_walk_one_page_before_where_the_last_sweep_stopped(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 3000)
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 10, clock))
+    first = gw.pages()
+    stopped = instance(tmp_path, clock, gw).ledger.sweep_cursor(REGION).offset
+    gw.listed.clear()
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 10, clock))
+
+    assert first[:3] == [0, 100, 200] and 300 < stopped < 3000 and stopped == first[-1] + 100
+    assert gw.pages()[:3] == [0, stopped - 100, stopped]  # the first page, then on from the cursor
+
+
+def test_one_sweeper_walks_a_region_at_a_time_and_the_next_takes_over_where_it_stopped(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 1000)
+    walking = instance(tmp_path, clock, gw).ledger
+    held = walking.take_walk(REGION, lease_s=60)
+    assert held is not None
+    walking.move_walk(replace(held, offset=500), lease_s=60)
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 30, clock))
+    assert gw.pages() == [0]  # the first page only: the walk is taken
+
+    gw.listed.clear()
+    clock.now += 61  # the walker died: its lease runs out
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 30, clock))
+    assert gw.pages()[:3] == [0, 400, 500]
+
+
+def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Path,
+                                                                   clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 500, ago=3600)
+    r = instance(tmp_path, clock, gw, load_policy("version: 1\ndefault: {action: SKIP, reason: no}"))
+
+    r.sweep(Deadline(clock.now + 120, clock))
+    assert gw.pages() == [0, 100, 200, 300, 400]
+    cursor = r.ledger.sweep_cursor(REGION)
+    assert (cursor.offset, cursor.passes) == (0, 1)
+
+    # Resumed late in the listing: to the end, then from the top down to where it began.
+    r.ledger.move_walk(replace(r.ledger.take_walk(REGION, 1.0) or cursor, offset=400), 0.0)
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 120, clock))
+    assert gw.pages() == [0, 300, 400, 100, 200]
+    assert r.ledger.sweep_cursor(REGION).offset == 300
+
+
+def test_old_pages_are_skipped_only_after_a_whole_pass_listed_them_oldest_first(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 300, clock))  # the first pass: page by page
+    assert len(gw.pages()) == 20 and r.ledger.sweep_cursor(REGION).ascending
+
+    gw.fail("job-young001", end(clock))  # lost, at the end of an oldest-first listing
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 300, clock))
+
+    assert gw.retried == [["job-young001"]]
+    probes = [o for o, limit in gw.listed if limit == 1]
+    assert 0 < len(probes) <= 12 and len(gw.pages()) <= 3  # a binary search, not 20 pages
+
+
+def test_a_page_out_of_oldest_first_order_stops_the_skipping(tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).ascending
+
+    # The listing turns out not to be by age: an old job lists after younger ones.
+    moved = gw.jobs.pop("job-00000005")
+    gw.jobs["job-00000005"] = moved
+    gw.fail("job-young001", end(clock))
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 300, clock))
+
+    assert not r.ledger.sweep_cursor(REGION).ascending
+    assert gw.retried == [["job-young001"]]
+    r.ledger.move_walk(replace(r.ledger.take_walk(REGION, 1.0) or r.ledger.sweep_cursor(REGION),
+                               offset=0), 0.0)
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert [o for o, limit in gw.listed if limit == 1] == []  # page by page from now on
+    assert len(gw.pages()) == 20
+
+
+def test_while_another_instance_flushes_the_sweep_takes_at_most_every_other_turn(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = TimedGateway(clock, call_s=0.01)
+    calls: list[float] = []
+    listing = gw.list_jobs
+
+    def timed_list(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(clock.now)
+        return listing(*args, **kwargs)
+
+    gw.list_jobs = timed_list  # type: ignore[method-assign]
+    crowd(gw, clock, 3000)
+    gw.fail("job-flushing", end(clock))
+    other = instance(tmp_path, clock, gw)
+    other.enqueue(JobRef(REGION, "job-flushing"), "JOB_FAILED", {})
+    assert other.ledger.take(100, lease_s=60)  # another instance's flush holds it
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 20, clock))
+
+    gaps = [b - a for a, b in pairwise(calls)]
+    interval = 1 / Settings().rates["DescribeJobs"]
+    assert len(gaps) > 5 and min(gaps) >= 2 * interval - 0.02  # a turn left free between two
