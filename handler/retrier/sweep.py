@@ -124,6 +124,7 @@ class _Walk:
         self.cursor: SweepCursor | None = None
         self.last: _Page | None = None  # the page listed just before, if nothing shifted since
         self.called_at: float | None = None  # when this walk's last DescribeJobs turn came
+        self.disordered = False  # a page listed EndTimes out of oldest-first order
 
     def run(self) -> None:
         s = self.s
@@ -135,6 +136,8 @@ class _Walk:
         if self.cursor is None:
             s.observer.count("sweep.walk_busy")  # another sweeper walks this region now
             return
+        if self.disordered:  # the first page, listed before the walk was ours, showed it
+            self.cursor = replace(self.cursor, ascending=False, ascending_so_far=False)
         try:
             self._walk(first)
         except _Stop:
@@ -237,6 +240,7 @@ class _Walk:
         seq = before[-1:] + ends
         if all(a <= b for a, b in pairwise(seq)):
             return
+        self.disordered = True
         cur = self.cursor
         if cur is not None and (cur.ascending or cur.ascending_so_far):
             self._set(replace(cur, ascending=False, ascending_so_far=False))
