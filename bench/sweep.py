@@ -2,8 +2,9 @@
 50,000 retained FAILED jobs, whatever order DescribeJobs lists them in?
 
     python bench/sweep.py                                    # every order, 50,000 retained, x5
-    python bench/sweep.py --orders oldest-first --retained-age old --inject-after 8 --inject-minutes 4 --minutes 14
-                                                             # the max-age skip, after a first pass
+    # the max-age skip, once a first pass showed the order:
+    python bench/sweep.py --orders oldest-first --retained-age old --inject-after 8 \
+        --inject-minutes 4 --minutes 14
     python bench/sweep.py --speedup 10 --minutes 12          # quicker, cruder
 
 The emulator holds --retained FAILED jobs (no notices) and answers at the real API limits times
