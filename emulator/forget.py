@@ -36,7 +36,8 @@ def _drop_redis(url: str) -> int:
 
     parsed = urlparse(url)
     path = parsed.path.strip("/")
-    prefix = parse_qs(parsed.query).get("prefix", [REDIS_PREFIX])[0]
+    # keep_blank_values: `?prefix=` must reach the empty-prefix refusal, not fall back to the default
+    prefix = parse_qs(parsed.query, keep_blank_values=True).get("prefix", [REDIS_PREFIX])[0]
     if not prefix:
         raise ValueError("refusing to drop a Redis ledger with an empty prefix: it would empty the database")
     client = redis.Redis(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
