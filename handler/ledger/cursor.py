@@ -3,7 +3,7 @@ instance, cold or warm, continues there; and who walks it now, so one sweeper at
 
 Record `s/<region>`: the offset of the next page, the sweeper holding the walk and its lease, when
 the current pass from offset 0 began, passes completed, and what the pages showed of the listing's
-order (never assumed: `ascending` holds only while every page read in a whole pass listed EndTimes
+order (never assumed: `ascending` holds only after a whole pass, every page read, listed EndTimes
 oldest first).
 """
 
@@ -35,12 +35,14 @@ class SweepCursor:
     # page began no earlier than the one before ended). Only then may old pages be skipped.
     ascending: bool = False
     ascending_so_far: bool = True  # this pass, so far
+    skipped: bool = False  # this pass skipped pages, so it proves nothing of the order
 
     def value(self) -> Value:
         return {"region": self.region, "offset": self.offset, "owner": self.owner,
                 "lease_until": self.lease_until, "pass_started_at": self.pass_started_at,
                 "passes": self.passes, "last_pass_s": self.last_pass_s,
-                "ascending": self.ascending, "ascending_so_far": self.ascending_so_far}
+                "ascending": self.ascending, "ascending_so_far": self.ascending_so_far,
+                "skipped": self.skipped}
 
     @classmethod
     def from_value(cls, region: str, v: Value) -> SweepCursor:
@@ -51,7 +53,8 @@ class SweepCursor:
                    passes=int(v.get("passes") or 0),
                    last_pass_s=float(last) if last is not None else None,
                    ascending=bool(v.get("ascending")),
-                   ascending_so_far=bool(v.get("ascending_so_far", True)))
+                   ascending_so_far=bool(v.get("ascending_so_far", True)),
+                   skipped=bool(v.get("skipped")))
 
 
 class Cursors(Records):

@@ -12,9 +12,10 @@ than one sweep can list at 2 calls/s. So a sweep:
   forward, and a job listed twice costs nothing;
 - retries what is due first, and while any flush is queued or in flight it takes at most every
   other DescribeJobs turn, which the flushes share;
-- skips pages older than the policy's `max_failure_age` only when a whole pass showed EndTimes
-  oldest first: then a binary search on one-job pages finds where the young failures start. Any
-  page that contradicts the order drops the belief at once, and a skip is checked where it lands.
+- skips pages older than the policy's `max_failure_age` only when the whole pass before listed
+  EndTimes oldest first: then a binary search on one-job pages finds where the young failures
+  start. Any page that contradicts the order drops the belief at once, a skip is checked where it
+  lands, and a pass that skipped proves nothing, so the next one lists every page again.
 """
 
 from __future__ import annotations
@@ -287,7 +288,9 @@ class _Walk:
             if target == offset or (ends and ends[0] < cutoff):
                 break
             target = max(offset, target - STEP_BACK)
-        self.s.observer.count("sweep.skipped_jobs", target - offset)
+        if target > offset and self.cursor is not None:
+            self.s.observer.count("sweep.skipped_jobs", target - offset)
+            self.cursor = replace(self.cursor, skipped=True)
         if not page.views or page.offset + len(page.views) >= page.total:
             return target + len(page.views)  # the end: the caller's next page closes the pass
         self._save(target + len(page.views))
@@ -310,9 +313,12 @@ class _Walk:
         assert self.cursor is not None
         cur, now = self.cursor, self.s.clock()
         took = now - cur.pass_started_at if cur.pass_started_at else None
+        # Only a pass that listed every page proves the order: a job that failed since in the
+        # pages a pass skipped (listed by creation, say, not by EndTime) would go unseen for ever
+        # if skipping passes proved it in turn. So passes alternate: a whole one, a skipping one.
         self.cursor = replace(cur, offset=0, passes=cur.passes + 1, last_pass_s=took,
-                              ascending=cur.ascending_so_far, ascending_so_far=True,
-                              pass_started_at=now)
+                              ascending=cur.ascending_so_far and not cur.skipped,
+                              ascending_so_far=True, skipped=False, pass_started_at=now)
         self.s.observer.count("sweep.passes")
         self.s.observer.info("sweep pass complete", region=self.region, failed_jobs=total,
                              seconds=round(took, 1) if took is not None else None)

@@ -237,28 +237,42 @@ def test_old_pages_are_skipped_only_after_a_whole_pass_listed_them_oldest_first(
     assert 0 < len(probes) <= 12 and len(gw.pages()) <= 3  # a binary search, not 20 pages
 
 
-def test_a_page_out_of_oldest_first_order_stops_the_skipping(tmp_path: Path, clock: Clock) -> None:
+def test_a_listing_not_oldest_first_is_never_skipped(tmp_path: Path, clock: Clock) -> None:
     gw = ListingGateway()
     crowd(gw, clock, 2000)
-    r = instance(tmp_path, clock, gw)
-    r.sweep(Deadline(clock.now + 300, clock))
-    assert r.ledger.sweep_cursor(REGION).ascending
-
-    # The listing turns out not to be by age: an old job lists after younger ones.
-    moved = gw.jobs.pop("job-00000005")
+    moved = gw.jobs.pop("job-00000005")  # one old job lists after younger ones
     gw.jobs["job-00000005"] = moved
+    r = instance(tmp_path, clock, gw)
+
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).passes == 1
+    assert not r.ledger.sweep_cursor(REGION).ascending
+
     gw.fail("job-young001", end(clock))
     gw.listed.clear()
     r.sweep(Deadline(clock.now + 300, clock))
-
-    assert not r.ledger.sweep_cursor(REGION).ascending
     assert gw.retried == [["job-young001"]]
-    r.ledger.move_walk(replace(r.ledger.take_walk(REGION, 1.0) or r.ledger.sweep_cursor(REGION),
-                               offset=0), 0.0)
+    assert [o for o, limit in gw.listed if limit == 1] == []  # page by page
+    assert len(gw.pages()) == 21
+
+
+def test_a_pass_that_skipped_pages_proves_nothing_so_the_next_lists_every_page(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 300, clock))  # a whole pass: oldest first, proven
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 300, clock))  # a skipping pass
+    assert [o for o, limit in gw.listed if limit == 1]
+    assert not r.ledger.sweep_cursor(REGION).ascending
+
+    # A job created long ago fails now: listed by creation, it sits among the old pages.
+    gw.jobs["job-00001500"].update(EndTime=end(clock), JobState="FAILED")
     gw.listed.clear()
     r.sweep(Deadline(clock.now + 300, clock))
-    assert [o for o, limit in gw.listed if limit == 1] == []  # page by page from now on
-    assert len(gw.pages()) == 20
+    assert gw.retried == [["job-00001500"]]
+    assert [o for o, limit in gw.listed if limit == 1] == []
 
 
 def test_while_another_instance_flushes_the_sweep_takes_at_most_every_other_turn(
