@@ -32,17 +32,15 @@ class SweepCursor:
     passes: int = 0
     last_pass_s: float | None = None
     # What the pages of a whole pass showed: every page listed EndTimes oldest first (and each
-    # page began no earlier than the one before ended). Only then may old pages be skipped.
+    # page began no earlier than the one before ended). Only then is the listing's end looked at.
     ascending: bool = False
     ascending_so_far: bool = True  # this pass, so far
-    skipped: bool = False  # this pass skipped pages, so it proves nothing of the order
 
     def value(self) -> Value:
         return {"region": self.region, "offset": self.offset, "owner": self.owner,
                 "lease_until": self.lease_until, "pass_started_at": self.pass_started_at,
                 "passes": self.passes, "last_pass_s": self.last_pass_s,
-                "ascending": self.ascending, "ascending_so_far": self.ascending_so_far,
-                "skipped": self.skipped}
+                "ascending": self.ascending, "ascending_so_far": self.ascending_so_far}
 
     @classmethod
     def from_value(cls, region: str, v: Value) -> SweepCursor:
@@ -53,8 +51,7 @@ class SweepCursor:
                    passes=int(v.get("passes") or 0),
                    last_pass_s=float(last) if last is not None else None,
                    ascending=bool(v.get("ascending")),
-                   ascending_so_far=bool(v.get("ascending_so_far", True)),
-                   skipped=bool(v.get("skipped")))
+                   ascending_so_far=bool(v.get("ascending_so_far", True)))
 
 
 class Cursors(Records):

@@ -12,10 +12,11 @@ than one sweep can list at 2 calls/s. So a sweep:
   forward, and a job listed twice costs nothing;
 - retries what is due first, and while any flush is queued or in flight it takes at most every
   other DescribeJobs turn, which the flushes share;
-- skips pages older than the policy's `max_failure_age` only when the whole pass before listed
-  EndTimes oldest first: then a binary search on one-job pages finds where the young failures
-  start. Any page that contradicts the order drops the belief at once, a skip is checked where it
-  lands, and a pass that skipped proves nothing, so the next one lists every page again.
+- once a whole pass listed EndTimes oldest first, also lists the end of the listing, from the last
+  page back while its jobs are younger than the policy's `max_failure_age` (`TAIL_PAGES` at most):
+  a fresh failure is found by the next timer there too. The walk itself never skips a page: the
+  order of pages it did not list is unknown (by creation, a job created long ago that fails now
+  lists among old ones), and any page out of order drops the belief at once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from handler.retrier.settings import Settings
 Drain = Callable[[Deadline], FlushReport]
 
 STEP_BACK = MAX_IDS_PER_CALL  # a resumed walk lists this many jobs again
+TAIL_PAGES = 5  # pages listed from the end of an oldest-first listing per sweep, at most
 PASS_TARGET_S = 600.0  # a lost notice is found within one pass: warn when a pass takes longer
 
 
@@ -159,12 +161,12 @@ class _Walk:
         else:
             offset = max(0, cur.offset - STEP_BACK)
             self.last = None
+        self._look_at_the_end(first)
         start, wrapped = offset, False
         # Each page at most once per sweep: on from the cursor, and after the end from the top
         # down to where this sweep began.
         while not (wrapped and offset >= start):
             offset = self._before_page(offset)
-            offset = self._skip_old(offset)
             page = self._list(offset)
             if not page.views or page.offset + len(page.views) >= page.total:
                 self._end_pass(page.total)
@@ -234,7 +236,7 @@ class _Walk:
 
     def _check_order(self, page: _Page) -> None:
         """Any page whose EndTimes are not oldest first (or that begins before the page just
-        before it ended) proves the listing is not in that order: no page is skipped from now."""
+        before it ended) proves the listing is not in that order: its end is not looked at."""
         ends = _ends(page.views)
         before = _ends(self.last.views) if self.last and \
             self.last.offset + len(self.last.views) == page.offset else []
@@ -246,55 +248,29 @@ class _Walk:
         if cur is not None and (cur.ascending or cur.ascending_so_far):
             self._set(replace(cur, ascending=False, ascending_so_far=False))
 
-    # ---- skipping what is too old --------------------------------------------------------------
+    # ---- the newest failures of an oldest-first listing -----------------------------------------
 
-    def _skip_old(self, offset: int) -> int:
-        """With a listing known to be oldest first and the page just before all older than the
-        policy's max age, find the first young failure by binary search and go there."""
-        cur, last = self.cursor, self.last
-        if cur is None or not cur.ascending or last is None or not last.views or \
-                last.offset + len(last.views) != offset:
-            return offset
+    def _look_at_the_end(self, first: _Page) -> None:
+        """Once a whole pass proved the listing oldest first, its newest failures are on its last
+        pages: list them, from the end back while they are younger than the policy's max age.
+        The cursor does not move: the walk still lists every page in its turn."""
+        cur = self.cursor
+        if cur is None or not cur.ascending or first.total <= len(first.views):
+            return
         cutoff = self.s.clock() - self.s.policy.max_failure_age_s
-        ends = _ends(last.views)
-        if not ends or ends[-1] >= cutoff:
-            return offset
-        lo, hi = offset, max(offset, last.total)
-        floor = ends[-1]  # every job before `lo` ended no later than this
-        while lo < hi:
-            mid = (lo + hi) // 2
+        end = first.total
+        for _ in range(TAIL_PAGES):
+            start = max(len(first.views), end - MAX_IDS_PER_CALL)
+            if start >= end:
+                return
+            self.last = None
             self._yield()
-            probe = self._list(mid, limit=1)
-            hi = min(hi, probe.total)
-            if mid >= hi:
-                continue
-            end = _ends(probe.views)
-            if not end or end[0] < floor:  # not oldest first after all: walk it page by page
-                self._set(replace(self.cursor or cur, ascending=False, ascending_so_far=False))
-                return offset
-            if end[0] < cutoff:
-                lo, floor = mid + 1, end[0]
-            else:
-                hi = mid
-        # Land one job early, on one known to be old: if jobs left meanwhile and it is young now,
-        # step back until the page starts old, so the jump passes no young failure.
-        target = max(offset, lo - 1)
-        if target == offset:
-            return offset
-        while True:
-            self._yield()
-            page = self._list(target)
+            page = self._list(start)
             ends = _ends(page.views)
-            if target == offset or (ends and ends[0] < cutoff):
-                break
-            target = max(offset, target - STEP_BACK)
-        if target > offset and self.cursor is not None:
-            self.s.observer.count("sweep.skipped_jobs", target - offset)
-            self.cursor = replace(self.cursor, skipped=True)
-        if not page.views or page.offset + len(page.views) >= page.total:
-            return target + len(page.views)  # the end: the caller's next page closes the pass
-        self._save(target + len(page.views))
-        return target + len(page.views)
+            if not ends or ends[0] < cutoff or self.disordered:
+                break  # older than max age from here back, or not oldest first after all
+            end = start
+        self.last = None
 
     # ---- the cursor ----------------------------------------------------------------------------
 
@@ -313,12 +289,9 @@ class _Walk:
         assert self.cursor is not None
         cur, now = self.cursor, self.s.clock()
         took = now - cur.pass_started_at if cur.pass_started_at else None
-        # Only a pass that listed every page proves the order: a job that failed since in the
-        # pages a pass skipped (listed by creation, say, not by EndTime) would go unseen for ever
-        # if skipping passes proved it in turn. So passes alternate: a whole one, a skipping one.
         self.cursor = replace(cur, offset=0, passes=cur.passes + 1, last_pass_s=took,
-                              ascending=cur.ascending_so_far and not cur.skipped,
-                              ascending_so_far=True, skipped=False, pass_started_at=now)
+                              ascending=cur.ascending_so_far, ascending_so_far=True,
+                              pass_started_at=now)
         self.s.observer.count("sweep.passes")
         self.s.observer.info("sweep pass complete", region=self.region, failed_jobs=total,
                              seconds=round(took, 1) if took is not None else None)

@@ -205,6 +205,7 @@ def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Pat
                                                                    clock: Clock) -> None:
     gw = ListingGateway()
     crowd(gw, clock, 500, ago=3600)
+    gw.jobs = dict(reversed(gw.jobs.items()))  # newest first: nothing to look at at the end
     r = instance(tmp_path, clock, gw, load_policy("version: 1\ndefault: {action: SKIP, reason: no}"))
 
     r.sweep(Deadline(clock.now + 120, clock))
@@ -220,59 +221,55 @@ def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Pat
     assert r.ledger.sweep_cursor(REGION).offset == 300
 
 
-def test_old_pages_are_skipped_only_after_a_whole_pass_listed_them_oldest_first(
+def test_once_a_whole_pass_listed_oldest_first_each_sweep_also_lists_the_end(
         tmp_path: Path, clock: Clock) -> None:
     gw = ListingGateway()
     crowd(gw, clock, 2000)
     r = instance(tmp_path, clock, gw)
-    r.sweep(Deadline(clock.now + 300, clock))  # the first pass: page by page
-    assert len(gw.pages()) == 20 and r.ledger.sweep_cursor(REGION).ascending
+    r.sweep(Deadline(clock.now + 5, clock))
+    assert not r.ledger.sweep_cursor(REGION).ascending  # part of a pass proves nothing
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).ascending
 
     gw.fail("job-young001", end(clock))  # lost, at the end of an oldest-first listing
     gw.listed.clear()
-    r.sweep(Deadline(clock.now + 300, clock))
+    r.sweep(Deadline(clock.now + 5, clock))  # far too short for the walk to reach the end
 
     assert gw.retried == [["job-young001"]]
-    probes = [o for o, limit in gw.listed if limit == 1]
-    assert 0 < len(probes) <= 12 and len(gw.pages()) <= 3  # a binary search, not 20 pages
+    assert gw.pages()[:2] == [0, 1901]  # the first page, then the last, whose first job is old
 
 
-def test_a_listing_not_oldest_first_is_never_skipped(tmp_path: Path, clock: Clock) -> None:
+def test_a_listing_not_oldest_first_gets_no_look_at_its_end(tmp_path: Path, clock: Clock) -> None:
     gw = ListingGateway()
     crowd(gw, clock, 2000)
     moved = gw.jobs.pop("job-00000005")  # one old job lists after younger ones
     gw.jobs["job-00000005"] = moved
     r = instance(tmp_path, clock, gw)
-
     r.sweep(Deadline(clock.now + 300, clock))
     assert r.ledger.sweep_cursor(REGION).passes == 1
     assert not r.ledger.sweep_cursor(REGION).ascending
 
     gw.fail("job-young001", end(clock))
     gw.listed.clear()
-    r.sweep(Deadline(clock.now + 300, clock))
+    r.sweep(Deadline(clock.now + 5, clock))
+    assert gw.retried == [] and 1901 not in gw.pages()
+    r.sweep(Deadline(clock.now + 300, clock))  # the walk finds it in its turn
     assert gw.retried == [["job-young001"]]
-    assert [o for o, limit in gw.listed if limit == 1] == []  # page by page
-    assert len(gw.pages()) == 21
 
 
-def test_a_pass_that_skipped_pages_proves_nothing_so_the_next_lists_every_page(
+def test_a_job_created_long_ago_that_fails_now_among_old_pages_is_found_by_the_walk(
         tmp_path: Path, clock: Clock) -> None:
     gw = ListingGateway()
     crowd(gw, clock, 2000)
     r = instance(tmp_path, clock, gw)
-    r.sweep(Deadline(clock.now + 300, clock))  # a whole pass: oldest first, proven
-    gw.listed.clear()
-    r.sweep(Deadline(clock.now + 300, clock))  # a skipping pass
-    assert [o for o, limit in gw.listed if limit == 1]
-    assert not r.ledger.sweep_cursor(REGION).ascending
-
-    # A job created long ago fails now: listed by creation, it sits among the old pages.
-    gw.jobs["job-00001500"].update(EndTime=end(clock), JobState="FAILED")
-    gw.listed.clear()
     r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).ascending
+
+    # Listed by creation, not by EndTime: it sits on page 15, among failures hours old.
+    gw.jobs["job-00001500"].update(EndTime=end(clock))
+    r.sweep(Deadline(clock.now + 300, clock))
+
     assert gw.retried == [["job-00001500"]]
-    assert [o for o, limit in gw.listed if limit == 1] == []
 
 
 def test_while_another_instance_flushes_the_sweep_takes_at_most_every_other_turn(

@@ -31,16 +31,6 @@ rules: [{name: ours, when: {job_name: 'lost-*'}, action: RETRY}]
 """
 
 
-def age(emu: Emulator, job_ids: list[str], seconds: float) -> None:
-    """Make these jobs' runs `seconds` older (retained failures from long ago)."""
-    with emu.fleet.lock:
-        for j in job_ids:
-            job = emu.fleet.jobs[j]
-            job.created -= seconds
-            job.started = job.started - seconds if job.started else None
-            job.end_time = job.end_time - seconds if job.end_time else None
-
-
 def timer(time_limit_s: float = TIMER_LIMIT_S) -> dict[str, Any]:
     """One timer invocation on a new instance."""
     app.reset_runtime()
