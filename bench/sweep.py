@@ -2,7 +2,7 @@
 50,000 retained FAILED jobs, whatever order DescribeJobs lists them in?
 
     python bench/sweep.py                                    # every order, 50,000 retained, x5
-    # the max-age skip, once a first pass showed the order:
+    # the look at the end of the listing, once a first pass proved it oldest first:
     python bench/sweep.py --orders oldest-first --retained-age old --inject-after 8 \
         --inject-minutes 4 --minutes 14
     python bench/sweep.py --speedup 10 --minutes 12          # quicker, cruder
