@@ -74,7 +74,8 @@ class Emulator:
     def stop(self) -> None:
         self.topics.stop()
         self.fleet.stop()
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever: never started, it would hang
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> Emulator:

@@ -207,7 +207,7 @@ class Fleet:
     def new_id(self) -> str:
         alphabet = string.ascii_lowercase + string.digits
         while True:
-            job_id = "job-" + "".join(self._rng.choice(alphabet) for _ in range(8))
+            job_id = "job-" + "".join(self._rng.choices(alphabet, k=8))
             if job_id not in self.jobs:
                 return job_id
 

@@ -12,6 +12,7 @@ Its rules are written once, in one module per section, over the few atomic primi
 from __future__ import annotations
 
 from handler.ledger.claims import Claims, Look
+from handler.ledger.cursor import Cursors
 from handler.ledger.due import DueQueue
 from handler.ledger.identity import Identity
 from handler.ledger.records import (
@@ -32,5 +33,5 @@ __all__ = ["DEFAULT_RETENTION_S", "ClaimOutcome", "Contention", "FailureState", 
            "QueueEntry", "Spend", "Spent", "Step", "Token"]
 
 
-class Ledger(Identity, DueQueue, Claims, Turns, Views):
+class Ledger(Identity, DueQueue, Claims, Turns, Cursors, Views):
     """Every section over one store, one clock and one owner name (this instance's)."""

@@ -5,6 +5,8 @@ young, in-scope failures nobody announced."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -135,3 +137,160 @@ def test_sweep_enqueues_nothing_the_policy_would_certainly_skip(tmp_path: Path, 
 
     assert enqueued == 1
     assert {e.job.job_id for e in r.ledger.queue()} == {"job-nightly1"}
+
+
+# ---- the walk at volume: a cursor in the ledger, one sweeper per region, flushes first ----------
+
+class ListingGateway(FakeGateway):
+    """Remembers each listing call: (offset, limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[tuple[int, int]] = []
+
+    def list_jobs(self, region, state, offset, limit=100):  # type: ignore[no-untyped-def]
+        self.listed.append((offset, limit))
+        return super().list_jobs(region, state, offset, limit)
+
+    def pages(self) -> list[int]:
+        return [o for o, limit in self.listed if limit == 100]
+
+
+def crowd(gw: FakeGateway, clock: Clock, count: int, ago: float = 3 * 3600) -> None:
+    """`count` FAILED jobs older than the policy's max age, oldest first."""
+    for i in range(count):
+        gw.fail(f"job-{i:08d}", end(clock, ago=ago + count - i))
+
+
+def instance(tmp_path: Path, clock: Clock, gw: FakeGateway, policy: Policy | None = None) -> Retrier:
+    """A new instance on the same ledger (its own owner name, nothing in memory)."""
+    return retrier(tmp_path, clock, gw, policy or load_policy(
+        "version: 1\ndefault: {action: RETRY}\nlimits: {max_failure_age: 2h}"))
+
+
+def test_a_new_instance_resumes_the_walk_one_page_before_where_the_last_sweep_stopped(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 3000)
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 10, clock))
+    first = gw.pages()
+    stopped = instance(tmp_path, clock, gw).ledger.sweep_cursor(REGION).offset
+    gw.listed.clear()
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 10, clock))
+
+    assert first[:3] == [0, 100, 200] and 300 < stopped < 3000 and stopped == first[-1] + 100
+    assert gw.pages()[:3] == [0, stopped - 100, stopped]  # the first page, then on from the cursor
+
+
+def test_one_sweeper_walks_a_region_at_a_time_and_the_next_takes_over_where_it_stopped(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 1000)
+    walking = instance(tmp_path, clock, gw).ledger
+    held = walking.take_walk(REGION, lease_s=60)
+    assert held is not None
+    walking.move_walk(replace(held, offset=500), lease_s=60)
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 30, clock))
+    assert gw.pages() == [0]  # the first page only: the walk is taken
+
+    gw.listed.clear()
+    clock.now += 61  # the walker died: its lease runs out
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 30, clock))
+    assert gw.pages()[:3] == [0, 400, 500]
+
+
+def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Path,
+                                                                   clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 500, ago=3600)
+    gw.jobs = dict(reversed(gw.jobs.items()))  # newest first: nothing to look at at the end
+    r = instance(tmp_path, clock, gw, load_policy("version: 1\ndefault: {action: SKIP, reason: no}"))
+
+    r.sweep(Deadline(clock.now + 120, clock))
+    assert gw.pages() == [0, 100, 200, 300, 400]
+    cursor = r.ledger.sweep_cursor(REGION)
+    assert (cursor.offset, cursor.passes) == (0, 1)
+
+    # Resumed late in the listing: to the end, then from the top down to where it began.
+    r.ledger.move_walk(replace(r.ledger.take_walk(REGION, 1.0) or cursor, offset=400), 0.0)
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 120, clock))
+    assert gw.pages() == [0, 300, 400, 100, 200]
+    assert r.ledger.sweep_cursor(REGION).offset == 300
+
+
+def test_once_a_whole_pass_listed_oldest_first_each_sweep_also_lists_the_end(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 5, clock))
+    assert not r.ledger.sweep_cursor(REGION).ascending  # part of a pass proves nothing
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).ascending
+
+    gw.fail("job-young001", end(clock))  # lost, at the end of an oldest-first listing
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 5, clock))  # far too short for the walk to reach the end
+
+    assert gw.retried == [["job-young001"]]
+    assert gw.pages()[:2] == [0, 1901]  # the first page, then the last, whose first job is old
+
+
+def test_a_listing_not_oldest_first_gets_no_look_at_its_end(tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    moved = gw.jobs.pop("job-00000005")  # one old job lists after younger ones
+    gw.jobs["job-00000005"] = moved
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).passes == 1
+    assert not r.ledger.sweep_cursor(REGION).ascending
+
+    gw.fail("job-young001", end(clock))
+    gw.listed.clear()
+    r.sweep(Deadline(clock.now + 5, clock))
+    assert gw.retried == [] and 1901 not in gw.pages()
+    r.sweep(Deadline(clock.now + 300, clock))  # the walk finds it in its turn
+    assert gw.retried == [["job-young001"]]
+
+
+def test_a_job_created_long_ago_that_fails_now_among_old_pages_is_found_by_the_walk(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = ListingGateway()
+    crowd(gw, clock, 2000)
+    r = instance(tmp_path, clock, gw)
+    r.sweep(Deadline(clock.now + 300, clock))
+    assert r.ledger.sweep_cursor(REGION).ascending
+
+    # Listed by creation, not by EndTime: it sits on page 15, among failures hours old.
+    gw.jobs["job-00001500"].update(EndTime=end(clock))
+    r.sweep(Deadline(clock.now + 300, clock))
+
+    assert gw.retried == [["job-00001500"]]
+
+
+def test_while_another_instance_flushes_the_sweep_takes_at_most_every_other_turn(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = TimedGateway(clock, call_s=0.01)
+    calls: list[float] = []
+    listing = gw.list_jobs
+
+    def timed_list(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(clock.now)
+        return listing(*args, **kwargs)
+
+    gw.list_jobs = timed_list  # type: ignore[method-assign]
+    crowd(gw, clock, 3000)
+    gw.fail("job-flushing", end(clock))
+    other = instance(tmp_path, clock, gw)
+    other.enqueue(JobRef(REGION, "job-flushing"), "JOB_FAILED", {})
+    assert other.ledger.take(100, lease_s=60)  # another instance's flush holds it
+
+    instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 20, clock))
+
+    gaps = [b - a for a, b in pairwise(calls)]
+    interval = 1 / Settings().rates["DescribeJobs"]
+    assert len(gaps) > 5 and min(gaps) >= 2 * interval - 0.02  # a turn left free between two

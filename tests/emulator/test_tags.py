@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from emulator import Emulator
+from emulator import Emulator, Faults
 
 from .sdk import REGION, SECRET_ID, SECRET_KEY, call, client, error_code
 
@@ -170,3 +170,12 @@ def test_tag_calls_are_rate_limited_at_twenty_a_second() -> None:
             except TencentCloudSDKException as e:
                 codes.append(str(e.code))
         assert "RequestLimitExceeded" in codes and codes[:20] == ["ok"] * 20
+
+
+def test_a_lost_answer_on_tag_resources_writes_the_tags_yet_the_caller_sees_an_error() -> None:
+    faults = Faults(rate=1.0, kinds=("lost_answer",), actions=("TagResources",))
+    with emulator(faults=faults) as emu:
+        job = emu.add_failed_job("a")
+        with pytest.raises(TencentCloudSDKException):
+            tag(emu, [job], {SPENT: "1"})
+        assert job_tags(emu, job)[0] == {SPENT: "1"}
