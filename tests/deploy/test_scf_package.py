@@ -53,14 +53,15 @@ def test_no_trigger_depends_on_the_retired_api_gateway(component: dict[str, Any]
     assert kinds == {"timer"}  # SCF's API Gateway trigger is offline since 2025-06-30
 
 
-def test_timers_pull_the_queue_every_minute_and_sweep_every_five(component: dict[str, Any]) -> None:
+def test_timers_pull_the_queue_and_sweep_every_minute(component: dict[str, Any]) -> None:
     from handler.ingress import is_pull_tick
 
     timers = {t["argument"]: t for t in triggers(component, "timer")}
     assert set(timers) == {"pull", "sweep"} and all(t["enable"] is True for t in timers.values())
     assert timers["pull"]["cronExpression"].split() == ["0"] + ["*"] * 6
     second, minute, *rest = timers["sweep"]["cronExpression"].split()
-    assert (second, minute, rest) == ("0", "*/5", ["*"] * 5)
+    # every minute, half a minute after the pull: the sweep's cursor needs a walk a minute
+    assert (second, minute, rest) == ("30", "*", ["*"] * 5)
     # SCF hands the argument to the function as the timer event's Message.
     tick = {"Type": "Timer", "TriggerName": timers["pull"]["name"], "Message": timers["pull"]["argument"]}
     assert is_pull_tick(tick) and not is_pull_tick(tick | {"Message": "sweep"})
