@@ -3,9 +3,7 @@ AUTORETRY_TEST_REDIS, each test under its own key prefix)."""
 
 from __future__ import annotations
 
-import math
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,21 +20,8 @@ DINGTALK_SECRET = "SECdingtalk-test-secret-0123456789"
 WEBHOOK_SECRET = "webhook-test-secret-9876543210"
 
 
-class FakeClock:
-    # Near the wall clock: Redis expires records by it, so a clock far away would see them vanish.
-    def __init__(self) -> None:
-        self.now = math.floor(time.time() / 60) * 60.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+# The ledger tests' clock (near the wall clock, as Redis expires records by it) and fixture.
+from ..ledger.conftest import FakeClock, clock  # noqa: E402, F401
 
 
 def _delete_prefix(prefix: str) -> None:

@@ -4,11 +4,9 @@ index's shard records within DynamoDB's item size."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import uuid
 from collections.abc import Iterator
-from unittest import mock
+from pathlib import Path
 
 import pytest
 
@@ -18,27 +16,14 @@ from handler.notify import Notifier, Outbox, WeComChannel
 from handler.notify.outbox import DEFAULT_SHARDS, shard_key
 from handler.observe import Observer
 
+from ..ledger.conftest import STORES
 from .conftest import FakeClock, failure, give_up
-
-DUMMY_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture
-def dynamo() -> Iterator[Store]:
-    from moto import mock_aws
-
-    from handler.ledger.dynamodb import DynamoStore, create_table
-
-    table = f"ledger-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    with mock.patch.dict(os.environ, {**env, **DUMMY_AWS_ENV}, clear=True), mock_aws():
-        create_table(table, region="us-east-1")
-        s = DynamoStore(f"dynamodb://{table}?region=us-east-1")
-        try:
-            yield s
-        finally:
-            s.close()
+def dynamo(tmp_path: Path) -> Iterator[Store]:
+    with STORES["dynamodb"](tmp_path) as s:  # the ledger tests' moto table
+        yield s
 
 
 def test_each_give_up_is_sent_once_on_dynamodb_with_the_channel_down_and_back(
