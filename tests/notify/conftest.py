@@ -4,7 +4,6 @@ AUTORETRY_TEST_REDIS, each test under its own key prefix)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +20,12 @@ WEBHOOK_SECRET = "webhook-test-secret-9876543210"
 
 
 # The ledger tests' clock (near the wall clock, as Redis expires records by it) and fixture.
-from ..ledger.conftest import FakeClock, clock  # noqa: E402, F401
-
-
-def _delete_prefix(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start:start + 500])
-    finally:
-        client.close()
+from ..ledger.conftest import (  # noqa: E402, F401
+    FakeClock,
+    clock,
+    delete_redis_prefix,
+    redis_prefix,
+)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -42,11 +34,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
-    prefix = f"autoretry-test:{uuid.uuid4().hex[:10]}:"
+    prefix = redis_prefix()
     try:
         yield f"{REDIS_URL}?prefix={prefix}"
     finally:
-        _delete_prefix(prefix)
+        delete_redis_prefix(prefix)
 
 
 @pytest.fixture
