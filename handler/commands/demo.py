@@ -158,6 +158,9 @@ def _settled(emu: Any, rt: Any, jobs: dict[str, Scenario]) -> bool:
         return False
     if any(True for _ in rt.ledger.queue()):
         return False
+    # A sweep may decide a failure before its notices arrive: they still count once delivered.
+    if not emu.topics.idle():
+        return False
     # every FAILED job must have a final decision for its current failure
     for j in jobs:
         snap = emu.job(j)
