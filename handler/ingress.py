@@ -22,7 +22,7 @@ from handler.observe import Observer
 if TYPE_CHECKING:
     from handler.config import Config
     from handler.pull import QueueSource
-    from handler.retrier import Deadline, Retrier
+    from handler.retrier import Deadline, FlushReport, Retrier
 
 MAX_BODY_BYTES = 1024 * 1024  # a TDMQ-CMQ message is at most 1024 KB
 MAX_JSON_DEPTH = 32
@@ -316,7 +316,7 @@ def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: De
         observer.info("continuation done", taken=report.taken, retried=len(report.retried),
                       stopped=report.stopped)
         return Answer(200, {"retried": report.retried, "stopped": report.stopped},
-                      more_due=report.stopped == "time")
+                      more_due=_worth_continuing(report))
     if trigger.kind in ("timer", "pull"):
         report = retrier.sweep(deadline)
         observer.info("sweep done", taken=report.taken, retried=len(report.retried),
@@ -445,7 +445,14 @@ def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accept
             raise  # answered 503: the ledger is not the one this deployment trusts
         observer.error("flush failed", error=f"{type(e).__name__}: {e}"[:500])
         return [], False
-    return report.retried, report.stopped == "time"
+    return report.retried, _worth_continuing(report)
+
+
+def _worth_continuing(report: FlushReport) -> bool:
+    """Out of time with work due, and making progress: a burst, which a continuation drains now.
+    Work that retries nothing (a backoff, no credentials) waits for the timer instead of chaining
+    invocations that each run to their limit."""
+    return report.stopped == "time" and bool(report.retried)
 
 
 def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
