@@ -86,9 +86,9 @@ class Cursors(Records):
             now = self.clock()
             rec = self._live(recs, ck)
             cur = SweepCursor.from_value(region, rec.value) if rec else SweepCursor(region)
-            if cur.owner not in (None, self.owner) and cur.lease_until > now:
+            if cur.owner not in (None, self.holder) and cur.lease_until > now:
                 return [], None
-            cur = replace(cur, owner=self.owner, lease_until=now + lease_s)
+            cur = replace(cur, owner=self.holder, lease_until=now + lease_s)
             return [self._write(recs, cur)], cur
 
         return Step((ck,), change, "take_walk", region)
@@ -99,10 +99,10 @@ class Cursors(Records):
         def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
             now = self.clock()
             rec = self._live(recs, ck)
-            if rec is None or rec.value.get("owner") != self.owner:
+            if rec is None or rec.value.get("owner") != self.holder:
                 return [], False
             held = lease_s > 0
-            cur = replace(cursor, owner=self.owner if held else None,
+            cur = replace(cursor, owner=self.holder if held else None,
                           lease_until=now + lease_s if held else 0.0)
             return [self._write(recs, cur)], True
 

@@ -21,6 +21,7 @@ another instance changed a record in between.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -218,6 +219,14 @@ class Records:
         self.clock = clock
         self.retention_s = retention_s
         self.owner = owner or uuid.uuid4().hex[:12]
+
+    @property
+    def holder(self) -> str:
+        """Who holds a lease that must be one invocation's alone (the drainer, the sweep's walk):
+        this instance's owner name and the thread. Under `serve` (a thread a request) and a local
+        continuation, several invocations share one instance; on SCF and Lambda an instance runs
+        one invocation at a time and this is the same lease as before."""
+        return f"{self.owner}.{threading.get_ident()}"
 
     def _cas(self, keys: Sequence[str], change: Change) -> Any:
         """Read `keys`, let `change` return (writes, result), commit; on conflict read again.

@@ -67,10 +67,10 @@ class Turns(Records):
         def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
             rec = recs.get(DRAINER_KEY)
             now = self.clock()
-            if rec is not None and rec.value.get("owner") != self.owner and \
+            if rec is not None and rec.value.get("owner") != self.holder and \
                     float(rec.value.get("lease_until") or 0) > now:
                 return [], False
-            return [Write(DRAINER_KEY, {"owner": self.owner, "lease_until": now + lease_s},
+            return [Write(DRAINER_KEY, {"owner": self.holder, "lease_until": now + lease_s},
                           rec.version if rec else 0, expires_at=now + lease_s + 3600)], True
 
         result: bool = self._cas([DRAINER_KEY], change)
@@ -79,7 +79,7 @@ class Turns(Records):
     def release_drainer(self) -> None:
         def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
             rec = recs.get(DRAINER_KEY)
-            if rec is None or rec.value.get("owner") != self.owner:
+            if rec is None or rec.value.get("owner") != self.holder:
                 return [], None
             return [Write(DRAINER_KEY, None, rec.version)], None
 

@@ -271,3 +271,21 @@ def test_decisions_that_change_no_failure_are_kept_on_the_job_and_repeats_counte
     by_outcome = {d["outcome"]: d for d in record["decisions"]}
     assert by_outcome["not_found"]["repeats"] == 2  # three notices, one decision kept
     assert by_outcome["retried"]["duplicates"] == 2  # the duplicates count on the retry
+
+
+def test_two_threads_of_one_instance_are_two_drainers_to_the_lease(store: Store, clock: FakeClock) -> None:
+    # `serve` answers each push on a thread of one process (one ledger instance): only one of them
+    # may drain, or every push of a burst waits for API turns inside its answer.
+    ledger = Ledger(store, clock=clock)
+    assert ledger.acquire_drainer(10)
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(ledger.acquire_drainer(10)))
+    thread.start()
+    thread.join()
+    assert other == [False]
+    assert ledger.acquire_drainer(10)  # the holder renews its own lease
+    ledger.release_drainer()
+    thread = threading.Thread(target=lambda: other.append(ledger.acquire_drainer(10)))
+    thread.start()
+    thread.join()
+    assert other == [False, True]
