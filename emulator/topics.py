@@ -49,7 +49,8 @@ class Topics:
         self.subscriptions: list[Subscription] = []
         # Other deliveries of every published message (topic, msg id, message): queue subscriptions.
         self.sinks: list[Callable[[str, str, str], None]] = []
-        self.pushes: list[dict[str, Any]] = []  # every delivery attempt with its answer
+        # Every delivery attempt: when it was answered (t), how long the answer took, its status.
+        self.pushes: list[dict[str, Any]] = []
         self._queue: queue.PriorityQueue[_Delivery] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._lock = threading.Lock()
@@ -101,10 +102,13 @@ class Topics:
                 self._queue.put(delivery)  # not yet due: put it back and nap briefly
                 time.sleep(min(wait, 0.02))
                 continue
+            sent = time.time()
             status = self._send(delivery)
+            answered = time.time()
             with self._lock:
-                self.pushes.append({"t": time.time(), "topic": delivery.sub.topic, "msg_id": delivery.msg_id,
-                                    "attempt": delivery.attempt, "copy": delivery.copy, "status": status})
+                self.pushes.append({"t": answered, "took_s": answered - sent, "topic": delivery.sub.topic,
+                                    "msg_id": delivery.msg_id, "attempt": delivery.attempt,
+                                    "copy": delivery.copy, "status": status})
             if not (isinstance(status, int) and 200 <= status < 300) \
                     and delivery.attempt < delivery.sub.max_attempts and not self._stopped.is_set():
                 delay = min(delivery.sub.backoff_s * 2 ** (delivery.attempt - 1), 60.0) / self.speedup
