@@ -457,12 +457,11 @@ def _worth_continuing(report: FlushReport) -> bool:
 
 def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
           regions: tuple[str, ...]) -> Answer:
-    from handler.pull import enqueue_with, pull
+    from handler.pull import tick
 
-    report = pull(queue, enqueue_with(retrier, regions, observer), deadline, observer=observer)
+    report, drained = tick(queue, retrier, observer, deadline, regions)
     if report.stopped == "ledger error":
         return Answer(503, {"error": "ledger unavailable; the queue keeps the messages"})
-    drained = retrier.pump(deadline)
     retrier.deliver_notices(deadline)
     observer.info("pull done", received=report.received, accepted=report.accepted,
                   deleted=report.deleted, poison=report.poison, retried=len(drained.retried),

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from handler.cmq import MAX_BATCH, QueueError, QueueMessage
+from handler.gateway import MAX_IDS_PER_CALL
 from handler.ingress import BadInput, accept_notices, read_notice
 from handler.notices import Notice
 from handler.observe import Observer
-from handler.retrier import Deadline, Retrier
+from handler.retrier import Deadline, FlushReport, Retrier
 
 # Stop receiving when less than this is left: a batch received is hidden for the visibility
 # timeout, so one we could not finish would only come back late.
@@ -43,12 +44,25 @@ class PullReport:
     stopped: str = ""  # "empty" | "time" | "queue error" | "ledger error"
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: PullReport) -> None:
+        """Another round of the same tick: counts add up; the last round says why it stopped."""
+        self.received += other.received
+        self.accepted += other.accepted
+        self.deleted += other.deleted
+        self.poison += other.poison
+        self.undeleted += other.undeleted
+        self.batches += other.batches
+        self.stopped = other.stopped
+        self.errors += other.errors
+
 
 def pull(queue_client: QueueSource, accept: Accept, deadline: Deadline, *, observer: Observer,
          batch_size: int = MAX_BATCH, wait_s: int = 0,
-         min_time_s: float = MIN_TIME_FOR_A_BATCH_S) -> PullReport:
+         min_time_s: float = MIN_TIME_FOR_A_BATCH_S,
+         between_batches: Callable[[], object] | None = None) -> PullReport:
     """Drain the queue until it is empty or the deadline is near. `accept(notices)` is the ingress's
-    "enqueue in the ledger" step: durable when it returns, raising otherwise."""
+    "enqueue in the ledger" step: durable when it returns, raising otherwise. `between_batches`
+    runs after each batch is deleted (the tick flushes there when the API has a turn free)."""
     report = PullReport()
     while True:
         if deadline.remaining() < min_time_s + wait_s:
@@ -74,6 +88,12 @@ def pull(queue_client: QueueSource, accept: Accept, deadline: Deadline, *, obser
         report.accepted += len(handles)
         if handles:
             _delete(queue_client, handles, observer, report)
+        if between_batches is not None:
+            try:
+                between_batches()
+            except Exception as e:  # this batch is in the ledger and deleted: nothing is lost
+                _stop(report, observer, "ledger error", f"{type(e).__name__}: {e}"[:300])
+                break
     observer.info("queue pull done", received=report.received, accepted=report.accepted,
                   deleted=report.deleted, poison=report.poison, batches=report.batches,
                   stopped=report.stopped)
@@ -127,3 +147,41 @@ def enqueue_with(retrier: Retrier, regions: tuple[str, ...], observer: Observer)
         accept_notices(retrier, notices, observer, regions)
 
     return accept
+
+
+def tick(queue_client: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
+         regions: tuple[str, ...], *, wait_s: int = 0) -> tuple[PullReport, FlushReport]:
+    """One run of the function's pull timer (and of `python -m handler pull`): pull the queue into
+    the ledger, then drain what is due; and again while the queue had anything, until it is empty
+    or time is short. Under a burst the retries start while the queue is still being read: once a
+    full call's worth of notices waits, a batch is flushed whenever the API has a turn free. An
+    idle tick costs one receive."""
+    accept_in_ledger = enqueue_with(retrier, regions, observer)
+    pulled, drained = PullReport(), FlushReport()
+    waiting = 0  # notices put in the ledger since the last flush (duplicates included)
+
+    def accept(notices: list[tuple[str | None, Notice]]) -> None:
+        nonlocal waiting
+        accept_in_ledger(notices)
+        waiting += len(notices)
+
+    def flush_a_full_call() -> None:
+        nonlocal waiting
+        if waiting >= MAX_IDS_PER_CALL:
+            report = retrier.flush(deadline, wait=False)
+            drained.add(report)
+            waiting = max(0, waiting - report.taken)
+
+    while True:
+        report = pull(queue_client, accept, deadline, observer=observer, wait_s=wait_s,
+                      between_batches=flush_a_full_call)
+        pulled.add(report)
+        if report.errors:
+            break
+        report_of_drain = retrier.pump(deadline)
+        drained.add(report_of_drain)
+        drained.stopped = report_of_drain.stopped
+        waiting = 0
+        if report.received == 0 or report.stopped == "time" or report_of_drain.stopped == "time":
+            break
+    return pulled, drained

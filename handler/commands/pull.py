@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     from handler.app import runtime
     from handler.cmq import QueueSettings
     from handler.observe import Observer
-    from handler.pull import enqueue_with, pull
+    from handler.pull import tick
     from handler.retrier import Deadline
 
     try:
@@ -37,9 +37,8 @@ def main(argv: list[str]) -> int:
             observer = Observer()
             retrier = rt.retrier(observer)
             deadline = Deadline.after(args.seconds)
-            report = pull(client, enqueue_with(retrier, rt.config.regions, observer), deadline,
-                          observer=observer, wait_s=0 if args.once else args.wait)
-            flushed = retrier.drain(deadline)
+            report, flushed = tick(client, retrier, observer, deadline, rt.config.regions,
+                                   wait_s=0 if args.once else args.wait)
             print(f"pull: {report.received} received, {report.accepted} in the ledger, "
                   f"{report.deleted} deleted, {report.poison} poison; {len(flushed.retried)} retried"
                   + (f"; stopped: {report.stopped}" if report.stopped else ""), flush=True)

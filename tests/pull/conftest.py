@@ -11,7 +11,7 @@ from emulator import Emulator
 from handler import app
 from handler.cmq import QueueClient, QueueSettings
 from handler.observe import Observer
-from handler.pull import PullReport, enqueue_with, pull
+from handler.pull import PullReport, tick
 from handler.retrier import Deadline
 
 TOPIC, QUEUE, DLQ = "batch-events", "autoretry-notices", "autoretry-dead-letters"
@@ -38,11 +38,8 @@ def pull_once(observer: Observer | None = None, seconds: float = 20.0) -> PullRe
     """One timer tick: pull the queue into the ledger, then drain what is due."""
     observer = observer or Observer(quiet=True)
     rt = app.runtime()
-    retrier = rt.retrier(observer)
-    deadline = Deadline.after(seconds)
-    report = pull(client(), enqueue_with(retrier, rt.config.regions, observer), deadline,
-                  observer=observer)
-    retrier.drain(deadline)
+    report, _ = tick(client(), rt.retrier(observer), observer, Deadline.after(seconds),
+                     rt.config.regions)
     return report
 
 

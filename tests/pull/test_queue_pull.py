@@ -177,3 +177,18 @@ def test_pull_command_once_drains_the_queue_and_retries(
     out = capsys.readouterr().out
     assert "2 received, 2 in the ledger, 2 deleted, 0 poison; 2 retried" in out
     assert {j: queue.retry_counts()[j] for j in jobs} == dict.fromkeys(jobs, 1)
+
+
+def test_a_tick_starts_retrying_while_the_queue_is_still_being_read(queue: Emulator) -> None:
+    # A burst fills the queue faster than one RetryJobs turn: retries start between batches
+    # instead of after the last one, and the tick still retries each failure once.
+    jobs = failed_jobs(queue, 400)
+    for job in jobs:
+        queue.publish(job)
+    report = pull_once()
+    assert report.received == 400 and report.deleted == 400
+    receives = [c["t"] for c in queue.cmq.dataflow_calls
+                if c["action"] == "BatchReceiveMessage" and c["count"]]
+    retries = sorted(c["t"] for c in queue.calls if c["action"] == "RetryJobs" and c["error"] is None)
+    assert retries and retries[0] < max(receives)
+    assert {j: queue.retry_counts()[j] for j in jobs} == dict.fromkeys(jobs, 1)
