@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -40,6 +38,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency import Table, timed
 from handler.jobs import FailureKey, JobRef
 from handler.ledger import Ledger, Store, open_store
 from handler.policy import Action, RetryDecision
@@ -103,12 +102,6 @@ STORES: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[Stor
 }
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def run(store: Store, n: int) -> dict[str, list[float]]:
     ledger = Ledger(store, owner="bench")
     jobs = [JobRef(REGION, f"job-{i:08d}") for i in range(n)]
@@ -145,25 +138,20 @@ def run(store: Store, n: int) -> dict[str, list[float]]:
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--stores", default="sqlite,redis,dynamodb")
     ap.add_argument("-n", type=int, default=2000, help="operations of each kind (moto: at most 300)")
     args = ap.parse_args(argv)
-    print(f"{'store':28} {'operation':17} {'n':>6} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>8}")
+    table = Table("store", label_w=28, op_w=17, n_w=6, us_w=9, ops_w=8)
+    print(table.header())
     for name in args.stores.split(","):
         label, factory = STORES[name]
         n = min(args.n, 300) if name == "dynamodb" else args.n
         with factory() as store:
             results = run(store, n)
         for op, lat in results.items():
-            print(f"{label:28} {op:17} {len(lat):6d} {pct(lat, 0.5) * 1e6:9.0f} "
-                  f"{pct(lat, 0.99) * 1e6:9.0f} {1 / statistics.fmean(lat):8.0f}")
+            print(table.row(label, op, lat))
     return 0
 
 
