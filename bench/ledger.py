@@ -54,12 +54,9 @@ DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
 
 @contextlib.contextmanager
 def sqlite_store() -> Iterator[Store]:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(f"sqlite:///{tmp}/ledger.db")
-        try:
-            yield store
-        finally:
-            store.close()
+    with (tempfile.TemporaryDirectory() as tmp,
+          contextlib.closing(open_store(f"sqlite:///{tmp}/ledger.db")) as store):
+        yield store
 
 
 @contextlib.contextmanager
@@ -88,11 +85,8 @@ def moto_store() -> Iterator[Store]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     with mock.patch.dict(os.environ, {**env, **DUMMY_AWS}, clear=True), mock_aws():
         create_table("autoretry-bench", region="us-east-1")
-        store = open_store("dynamodb://autoretry-bench?region=us-east-1")
-        try:
+        with contextlib.closing(open_store("dynamodb://autoretry-bench?region=us-east-1")) as store:
             yield store
-        finally:
-            store.close()
 
 
 STORES: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[Store]]]] = {
