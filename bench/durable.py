@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency import Table, timed
 from bench.local import free_port, wait_port
 from handler.jobs import FailureKey
 from handler.ledger import Ledger, open_store
@@ -132,12 +132,6 @@ class RedisNode:
         raise RuntimeError(f"timed out waiting for: {what}")
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def run(url: str, n: int) -> dict[str, list[float]]:
     store = open_store(url)
     ledger = Ledger(store, owner="bench")
@@ -171,16 +165,12 @@ def run(url: str, n: int) -> dict[str, list[float]]:
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=300, help="single claims per row (batches: n/10)")
     args = ap.parse_args(argv)
-    print(f"{'server':22} {'operation':32} {'n':>5} {'p50 µs':>8} {'p99 µs':>8} {'ops/s':>7}")
+    table = Table("server", label_w=22, op_w=32, n_w=5, us_w=8, ops_w=7)
+    print(table.header())
     with tempfile.TemporaryDirectory() as tmp:
         primary = RedisNode(Path(tmp)).start()
         replica = RedisNode(Path(tmp))
@@ -190,8 +180,7 @@ def main(argv: list[str]) -> int:
                 if label != "primary alone":
                     replica.start(replica_of=primary)
                 for op, lat in run(primary.url(prefix), args.n).items():
-                    print(f"{label:22} {op:32} {len(lat):5d} {pct(lat, 0.5) * 1e6:8.0f} "
-                          f"{pct(lat, 0.99) * 1e6:8.0f} {1 / statistics.fmean(lat):7.0f}")
+                    print(table.row(label, op, lat))
         finally:
             replica.stop()
             primary.stop()

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -40,6 +38,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency import Table, timed
 from handler.jobs import FailureKey, JobRef
 from handler.ledger import Ledger, Store, open_store
 from handler.policy import Action, RetryDecision
@@ -55,12 +54,9 @@ DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
 
 @contextlib.contextmanager
 def sqlite_store() -> Iterator[Store]:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(f"sqlite:///{tmp}/ledger.db")
-        try:
-            yield store
-        finally:
-            store.close()
+    with (tempfile.TemporaryDirectory() as tmp,
+          contextlib.closing(open_store(f"sqlite:///{tmp}/ledger.db")) as store):
+        yield store
 
 
 @contextlib.contextmanager
@@ -89,11 +85,8 @@ def moto_store() -> Iterator[Store]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     with mock.patch.dict(os.environ, {**env, **DUMMY_AWS}, clear=True), mock_aws():
         create_table("autoretry-bench", region="us-east-1")
-        store = open_store("dynamodb://autoretry-bench?region=us-east-1")
-        try:
+        with contextlib.closing(open_store("dynamodb://autoretry-bench?region=us-east-1")) as store:
             yield store
-        finally:
-            store.close()
 
 
 STORES: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[Store]]]] = {
@@ -101,12 +94,6 @@ STORES: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[Stor
     "redis": ("redis (loopback)", redis_store),
     "dynamodb": ("dynamodb (moto in-process)", moto_store),
 }
-
-
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def run(store: Store, n: int) -> dict[str, list[float]]:
@@ -145,25 +132,20 @@ def run(store: Store, n: int) -> dict[str, list[float]]:
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--stores", default="sqlite,redis,dynamodb")
     ap.add_argument("-n", type=int, default=2000, help="operations of each kind (moto: at most 300)")
     args = ap.parse_args(argv)
-    print(f"{'store':28} {'operation':17} {'n':>6} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>8}")
+    table = Table("store", label_w=28, op_w=17, n_w=6, us_w=9, ops_w=8)
+    print(table.header())
     for name in args.stores.split(","):
         label, factory = STORES[name]
         n = min(args.n, 300) if name == "dynamodb" else args.n
         with factory() as store:
             results = run(store, n)
         for op, lat in results.items():
-            print(f"{label:28} {op:17} {len(lat):6d} {pct(lat, 0.5) * 1e6:9.0f} "
-                  f"{pct(lat, 0.99) * 1e6:9.0f} {1 / statistics.fmean(lat):8.0f}")
+            print(table.row(label, op, lat))
     return 0
 
 

@@ -25,6 +25,7 @@ from emulator.cmq import Cmq
 from emulator.faults import Faults
 from emulator.fleet import Fleet, Job, Outcome, iso
 from emulator.server import Handler, Server
+from emulator.serving import serve_in_background
 from emulator.topics import Subscription, Topics
 
 __all__ = ["Behaviour", "Emulator", "Faults", "Outcome"]
@@ -66,9 +67,7 @@ class Emulator:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Emulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="emulator-http", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "emulator-http")
         return self
 
     def stop(self) -> None:

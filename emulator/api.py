@@ -77,20 +77,30 @@ def _page(params: dict[str, Any], default: int = 20, most: int = MAX_IDS) -> tup
     return offset, limit
 
 
-class Api:
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self.actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "SubmitJob": self.submit_job, "DescribeJob": self.describe_job,
-            "DescribeJobs": self.describe_jobs, "DescribeTask": self.describe_task,
-            "RetryJobs": self.retry_jobs, "TerminateJob": self.terminate_job,
-        }
+Action = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Actions:
+    """An API over the fleet that answers from a table of actions, one call at a time under the
+    fleet's lock."""
+
+    def __init__(self, fleet: Fleet, actions: dict[str, Action]) -> None:
+        self.fleet, self.actions = fleet, actions
 
     def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action not in self.actions:
             raise ApiError("InvalidAction", f"the action {action!r} does not exist")
         with self.fleet.lock:
             return self.actions[action](params)
+
+
+class Api(Actions):
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__(fleet, {
+            "SubmitJob": self.submit_job, "DescribeJob": self.describe_job,
+            "DescribeJobs": self.describe_jobs, "DescribeTask": self.describe_task,
+            "RetryJobs": self.retry_jobs, "TerminateJob": self.terminate_job,
+        })
 
     def _job(self, job_id: object) -> Job:
         if not isinstance(job_id, str) or not job_id:

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from emulator.serving import send, serve_in_background
+
 CHANNELS = ("wecom", "dingtalk", "slack", "webhook")
 UP, DOWN, THROTTLED, REFUSING = "up", "down", "throttled", "refusing"
 
@@ -86,9 +88,7 @@ class Receiver:
         return server
 
     def start(self) -> Receiver:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="receiver-http", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "receiver-http")
         return self
 
     def stop(self) -> None:
@@ -275,9 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/_control/messages":
             rows = [{"channel": r.channel, "status": r.status, "accepted": r.accepted, "at": r.at,
                      "body": r.json} for r in rx.requests()]
-            self._send(200, {"Content-Type": "application/json"}, json.dumps(rows).encode())
+            send(self, 200, {"Content-Type": "application/json"}, json.dumps(rows).encode())
             return
-        self._send(200, {"Content-Type": "application/json"},
+        send(self, 200, {"Content-Type": "application/json"},
                    json.dumps({"receiver": "autoretry-notify", "mode": rx.mode}).encode())
 
     def do_POST(self) -> None:
@@ -291,11 +291,11 @@ class _Handler(BaseHTTPRequestHandler):
         channel = _channel(parts.path, rx)
         headers = dict(self.headers.items())
         if channel is None:
-            self._send(404, {"Content-Type": "text/plain"}, b"no such webhook")
+            send(self, 404, {"Content-Type": "text/plain"}, b"no such webhook")
             return
         status, answer_headers, answer, accepted = rx.answer(channel, query, headers, body)
         rx.record(Received(channel, parts.path, query, headers, body, status, accepted))
-        self._send(status, answer_headers, answer)
+        send(self, status, answer_headers, answer)
 
     def _control(self, rx: Receiver, action: str, query: dict[str, str]) -> None:
         if action == "down":
@@ -305,22 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif action == "throttle":
             rx.throttle()
         elif action == "refuse":
-            self._send(200, {"Content-Type": "application/json"}, b'{"mode":"refusing"}')
+            send(self, 200, {"Content-Type": "application/json"}, b'{"mode":"refusing"}')
             seconds = float(query.get("seconds", "30"))
             threading.Thread(target=rx.refuse, args=(seconds,), daemon=True).start()
             return
         else:
-            self._send(404, {"Content-Type": "text/plain"}, b"down, up, throttle or refuse")
+            send(self, 404, {"Content-Type": "text/plain"}, b"down, up, throttle or refuse")
             return
-        self._send(200, {"Content-Type": "application/json"}, json.dumps({"mode": rx.mode}).encode())
-
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, 200, {"Content-Type": "application/json"}, json.dumps({"mode": rx.mode}).encode())
 
 
 def main(argv: list[str] | None = None) -> int:

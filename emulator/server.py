@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator import cmq
 from emulator.api import VERSION, ApiError
+from emulator.serving import send
 from emulator.signing import AuthError, verify
 
 if TYPE_CHECKING:
@@ -123,11 +124,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: object, raw: bytes | None = None,
               content_type: str = "application/json") -> None:
         data = raw if raw is not None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send(self, status, {"Content-Type": content_type}, data)
 
     def _reset(self) -> None:
         # SO_LINGER 0: close with RST, the way a dropped connection looks to the client

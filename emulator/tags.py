@@ -8,10 +8,9 @@ follow the SDK's `tag/v20180813` models and errorcodes (see emulator/README.md, 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from emulator.api import ApiError
+from emulator.api import Actions, ApiError
 from emulator.fleet import Fleet, Job
 
 VERSION = "2018-08-13"
@@ -77,19 +76,13 @@ def _tags(params: dict[str, Any], key: str) -> dict[str, str]:
     return out
 
 
-class TagApi:
+class TagApi(Actions):
     def __init__(self, fleet: Fleet, region: str, uin: str) -> None:
-        self.fleet, self.region, self.uin = fleet, region, uin
-        self.actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        super().__init__(fleet, {
             "TagResources": self.tag_resources, "UnTagResources": self.untag_resources,
             "ModifyResourceTags": self.modify_resource_tags, "GetResources": self.get_resources,
-        }
-
-    def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if action not in self.actions:
-            raise ApiError("InvalidAction", f"the action {action!r} does not exist")
-        with self.fleet.lock:
-            return self.actions[action](params)
+        })
+        self.region, self.uin = region, uin
 
     def resource(self, job_id: str) -> str:
         return resource_name(self.region, self.uin, job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,16 +29,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name}={raw!r}: expected true or false")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float,
+               what: str = "a number") -> float:
+    """The number in variable `name` (`default` when unset or blank); anything but a number from
+    `low` to `high` is a ConfigError saying `what` it takes."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+        value = math.nan  # no number: in no range
     if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+        raise ConfigError(f"{name}={raw!r}: expected {what} from {low:g} to {high:g}")
     return value
 
 
@@ -45,7 +49,7 @@ def in_cloud(env: Mapping[str, str]) -> bool:
     return env.get("TENCENTCLOUD_RUNENV") == "SCF" or "AWS_LAMBDA_FUNCTION_NAME" in env
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
+def env_secret(env: Mapping[str, str], name: str) -> str | None:
     # A credential of blanks would be matched by a request presenting blanks: blank is unset.
     return env.get(name, "").strip() or None
 
@@ -112,11 +116,11 @@ class Config:
             regions=regions,
             batch_endpoint=endpoint,
             batch_protocol=protocol,
-            auth_token=_secret(env, "AUTORETRY_AUTH_TOKEN"),
-            auth_hmac_secret=_secret(env, "AUTORETRY_HMAC_SECRET"),
+            auth_token=env_secret(env, "AUTORETRY_AUTH_TOKEN"),
+            auth_hmac_secret=env_secret(env, "AUTORETRY_HMAC_SECRET"),
             local=_local(env),
             dry_run=_flag(env, "AUTORETRY_DRY_RUN"),
-            retention_s=_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
-            api_speedup=_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),
+            retention_s=env_number(env, "AUTORETRY_RETENTION_HOURS", 72, 25, 24 * 400) * 3600,
+            api_speedup=env_number(env, "AUTORETRY_API_SPEEDUP", 1.0, 0.01, 10000),
             ledger_id=env.get("AUTORETRY_LEDGER_ID", "").strip() or None,
         )

@@ -27,6 +27,14 @@ def function_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     app.reset_runtime()
 
 
+def ledger_rows(db: Path) -> int:
+    """How many records the SQLite ledger at `db` (function_env's) holds; 0 before it exists."""
+    import sqlite3
+    if not db.exists():
+        return 0
+    return int(sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+
 SECRET_ID, SECRET_KEY = "AKIDTESTE2E", "e2e-secret-key"
 
 

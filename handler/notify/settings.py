@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from handler.config import ConfigError
+from handler.config import ConfigError, env_number, env_secret
 from handler.notify.channels import (
     DEFAULT_TIMEOUT_S,
     Channel,
@@ -59,19 +59,6 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _timeout(env: Mapping[str, str]) -> float:
-    raw = env.get(ENV_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.1 <= value <= 30:
-        raise ConfigError(f"{ENV_TIMEOUT}={raw!r}: expected seconds from 0.1 to 30")
-    return value
-
-
 @dataclass(frozen=True)
 class NotifySettings:
     channels: tuple[Channel, ...] = ()
@@ -95,11 +82,11 @@ class NotifySettings:
         wins over it (the deployment overrides the shared file); without either, every give-up
         outcome notifies."""
         env = os.environ if env is None else env
-        timeout = _timeout(env)
+        timeout = env_number(env, ENV_TIMEOUT, DEFAULT_TIMEOUT_S, 0.1, 30, what="seconds")
         channels: list[Channel] = []
         for url_name, secret_name, kind in CHANNEL_ENV:
             url = _url(env, url_name)
-            secret = (env.get(secret_name, "").strip() or None) if secret_name else None
+            secret = env_secret(env, secret_name) if secret_name else None
             if url is not None:
                 channels.append(kind(url, secret=secret, timeout_s=timeout))
             elif secret:

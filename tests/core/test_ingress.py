@@ -12,6 +12,7 @@ import pytest
 from handler import app
 from handler.commands.serve import apigw_event
 from handler.ingress import BadInput, read_notice
+from tests.conftest import ledger_rows
 
 
 def notice(job: str = "job-abcd1234", event: str = "JOB_FAILED", **batch: Any) -> dict[str, Any]:
@@ -29,13 +30,6 @@ def post(body: bytes | str) -> dict[str, Any]:
     raw = body.encode() if isinstance(body, str) else body
     return app.main_handler(apigw_event("POST", "/events", {"Content-Type": "text/plain"}, raw),
                             {"time_limit_in_ms": 3000})
-
-
-def ledger_rows(db: Path) -> int:
-    import sqlite3
-    if not db.exists():
-        return 0
-    return int(sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
 
 @pytest.mark.parametrize(

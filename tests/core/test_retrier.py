@@ -219,8 +219,8 @@ def test_pump_leaves_the_queue_to_a_live_drainer(tmp_path: Path, clock: Clock) -
     assert gw.retried == [["job-00000001"]]
 
 
-def test_a_refailure_keeping_the_old_end_time_after_the_job_was_seen_running_is_retried(
-        tmp_path: Path, clock: Clock) -> None:
+def retried_once(tmp_path: Path, clock: Clock) -> tuple[FakeGateway, Retrier, JobRef, str]:
+    """A job that failed, was announced and was retried once; with the EndTime of that failure."""
     gw = FakeGateway()
     job = JobRef(REGION, "job-00000001")
     first_end = end(clock)
@@ -228,6 +228,12 @@ def test_a_refailure_keeping_the_old_end_time_after_the_job_was_seen_running_is_
     r = make(tmp_path, clock, gw)
     r.enqueue(job, "JOB_FAILED", {})
     r.drain(deadline(clock))
+    return gw, r, job, first_end
+
+
+def test_a_refailure_keeping_the_old_end_time_after_the_job_was_seen_running_is_retried(
+        tmp_path: Path, clock: Clock) -> None:
+    gw, r, job, first_end = retried_once(tmp_path, clock)
     r.enqueue(job, "JOB_RUNNING", {})  # a notice while it runs: the job is seen out of FAILED
     r.drain(deadline(clock))
     gw.fail(job.job_id, first_end)  # fails again, and the service keeps the old EndTime
@@ -241,13 +247,7 @@ def test_a_refailure_keeping_the_old_end_time_after_the_job_was_seen_running_is_
 
 def test_a_failure_still_failed_right_after_our_retry_is_a_duplicate_not_a_new_failure(
         tmp_path: Path, clock: Clock) -> None:
-    gw = FakeGateway()
-    job = JobRef(REGION, "job-00000001")
-    first_end = end(clock)
-    gw.fail(job.job_id, first_end)
-    r = make(tmp_path, clock, gw)
-    r.enqueue(job, "JOB_FAILED", {})
-    r.drain(deadline(clock))
+    gw, r, job, first_end = retried_once(tmp_path, clock)
     gw.fail(job.job_id, first_end)  # the API still shows the failure we just retried
     clock.sleep(10)
     r.enqueue(job, "JOB_FAILED", {})  # a redelivery of the first notice

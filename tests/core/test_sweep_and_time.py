@@ -162,6 +162,13 @@ def crowd(gw: FakeGateway, clock: Clock, count: int, ago: float = 3 * 3600) -> N
         gw.fail(f"job-{i:08d}", end(clock, ago=ago + count - i))
 
 
+def listing(clock: Clock, count: int, ago: float = 3 * 3600) -> ListingGateway:
+    """A listing gateway crowded with `count` old FAILED jobs (see `crowd`)."""
+    gw = ListingGateway()
+    crowd(gw, clock, count, ago)
+    return gw
+
+
 def instance(tmp_path: Path, clock: Clock, gw: FakeGateway, policy: Policy | None = None) -> Retrier:
     """A new instance on the same ledger (its own owner name, nothing in memory)."""
     return retrier(tmp_path, clock, gw, policy or load_policy(
@@ -170,8 +177,7 @@ def instance(tmp_path: Path, clock: Clock, gw: FakeGateway, policy: Policy | Non
 
 def test_a_new_instance_resumes_the_walk_one_page_before_where_the_last_sweep_stopped(
         tmp_path: Path, clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 3000)
+    gw = listing(clock, 3000)
 
     instance(tmp_path, clock, gw).sweep(Deadline(clock.now + 10, clock))
     first = gw.pages()
@@ -185,8 +191,7 @@ def test_a_new_instance_resumes_the_walk_one_page_before_where_the_last_sweep_st
 
 def test_one_sweeper_walks_a_region_at_a_time_and_the_next_takes_over_where_it_stopped(
         tmp_path: Path, clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 1000)
+    gw = listing(clock, 1000)
     walking = instance(tmp_path, clock, gw).ledger
     held = walking.take_walk(REGION, lease_s=60)
     assert held is not None
@@ -203,8 +208,7 @@ def test_one_sweeper_walks_a_region_at_a_time_and_the_next_takes_over_where_it_s
 
 def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Path,
                                                                    clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 500, ago=3600)
+    gw = listing(clock, 500, ago=3600)
     gw.jobs = dict(reversed(gw.jobs.items()))  # newest first: nothing to look at at the end
     r = instance(tmp_path, clock, gw, load_policy("version: 1\ndefault: {action: SKIP, reason: no}"))
 
@@ -223,8 +227,7 @@ def test_a_sweep_lists_each_page_at_most_once_and_wraps_to_the_top(tmp_path: Pat
 
 def test_once_a_whole_pass_listed_oldest_first_each_sweep_also_lists_the_end(
         tmp_path: Path, clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 2000)
+    gw = listing(clock, 2000)
     r = instance(tmp_path, clock, gw)
     r.sweep(Deadline(clock.now + 5, clock))
     assert not r.ledger.sweep_cursor(REGION).ascending  # part of a pass proves nothing
@@ -240,8 +243,7 @@ def test_once_a_whole_pass_listed_oldest_first_each_sweep_also_lists_the_end(
 
 
 def test_a_listing_not_oldest_first_gets_no_look_at_its_end(tmp_path: Path, clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 2000)
+    gw = listing(clock, 2000)
     moved = gw.jobs.pop("job-00000005")  # one old job lists after younger ones
     gw.jobs["job-00000005"] = moved
     r = instance(tmp_path, clock, gw)
@@ -259,8 +261,7 @@ def test_a_listing_not_oldest_first_gets_no_look_at_its_end(tmp_path: Path, cloc
 
 def test_a_job_created_long_ago_that_fails_now_among_old_pages_is_found_by_the_walk(
         tmp_path: Path, clock: Clock) -> None:
-    gw = ListingGateway()
-    crowd(gw, clock, 2000)
+    gw = listing(clock, 2000)
     r = instance(tmp_path, clock, gw)
     r.sweep(Deadline(clock.now + 300, clock))
     assert r.ledger.sweep_cursor(REGION).ascending

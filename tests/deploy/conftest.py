@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from handler import app
+from handler import app, auth
 from handler.config import Config
 from tests.core.fakes import FakeGateway
 
@@ -41,6 +41,16 @@ def closed_port() -> int:
 def recent_end(ago: float = 5.0) -> str:
     """An EndTime a few seconds ago, as DescribeJobs reports it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - ago))
+
+
+def deploy(monkeypatch: pytest.MonkeyPatch, token: str, secret: str | None = None) -> None:
+    """Configure the function as deployed, not local: `token` (and an HMAC `secret`) set for the
+    HTTP trigger, and a fresh replay memory."""
+    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
+    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", token)
+    if secret is not None:
+        monkeypatch.setenv("AUTORETRY_HMAC_SECRET", secret)
+    monkeypatch.setattr(app, "_replay_guard", auth.ReplayGuard())
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ import pytest
 from handler import app, auth
 from handler.commands.serve import apigw_event
 from handler.ingress import MAX_BODY_BYTES
+from tests.conftest import ledger_rows
+
+from .conftest import deploy
 
 TOKEN = "tok-3f9a1c77e2b04d55"
 SECRET = "hmac-secret-5b2e8d0c41a9"
@@ -43,26 +46,16 @@ class ShortLambdaContext:
         return 3000  # too short to wait for the (unreachable) Batch API
 
 
-def rows(db: Path) -> int:
-    import sqlite3
-    if not db.exists():
-        return 0
-    return int(sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0])
-
-
 @pytest.fixture
 def deployed(function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Not local: a token and an HMAC secret configured; a fresh replay memory."""
-    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
-    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", TOKEN)
-    monkeypatch.setenv("AUTORETRY_HMAC_SECRET", SECRET)
-    monkeypatch.setattr(app, "_replay_guard", auth.ReplayGuard())
+    deploy(monkeypatch, TOKEN, SECRET)
     return function_env
 
 
 def test_token_in_the_query_string_is_accepted(deployed: Path) -> None:
     assert post(notice(), query=f"?token={TOKEN}")["statusCode"] == 200
-    assert rows(deployed) >= 1
+    assert ledger_rows(deployed) >= 1
 
 
 def test_bearer_token_is_accepted_on_both_entry_points(deployed: Path) -> None:
@@ -84,20 +77,20 @@ def test_wrong_or_missing_token_is_401_with_no_detail_and_records_nothing(
     answer = post(notice(), headers, query)
     assert answer["statusCode"] == 401
     assert answer["body"] == UNAUTHORIZED_BODY
-    assert rows(deployed) == 0
+    assert ledger_rows(deployed) == 0
 
 
 def test_valid_hmac_signature_is_accepted(deployed: Path) -> None:
     body = notice()
     assert post(body, auth.signed_headers(SECRET, body))["statusCode"] == 200
-    assert rows(deployed) >= 1
+    assert ledger_rows(deployed) >= 1
 
 
 def test_signature_over_another_body_is_refused(deployed: Path) -> None:
     headers = auth.signed_headers(SECRET, notice("job-other0001"))
     answer = post(notice(), headers)
     assert (answer["statusCode"], answer["body"]) == (401, UNAUTHORIZED_BODY)
-    assert rows(deployed) == 0
+    assert ledger_rows(deployed) == 0
 
 
 def test_signature_with_another_secret_is_refused(deployed: Path) -> None:
@@ -142,7 +135,7 @@ def test_body_over_one_mebibyte_is_413_before_authentication_or_parsing(deployed
     answer = post(b"{" + b" " * MAX_BODY_BYTES + b"}", query=f"?token={TOKEN}")
     assert answer["statusCode"] == 413
     assert post(b"x" * (MAX_BODY_BYTES + 1))["statusCode"] == 413  # no credential needed to be told
-    assert rows(deployed) == 0
+    assert ledger_rows(deployed) == 0
 
 
 def test_body_of_exactly_one_mebibyte_is_read(deployed: Path) -> None:
@@ -159,7 +152,7 @@ def test_without_token_or_secret_the_http_trigger_refuses_with_503(
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"]) == {"error": "endpoint not configured"}
     assert "AUTORETRY_AUTH_TOKEN" in capsys.readouterr().out
-    assert rows(function_env) == 0
+    assert ledger_rows(function_env) == 0
 
 
 def test_local_mode_without_credentials_lets_requests_through(function_env: Path) -> None:
@@ -206,4 +199,4 @@ def test_an_unresolved_deployment_variable_is_no_token_at_all(
     monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", placeholder)
     answer = post(notice(), {"Authorization": f"Bearer {placeholder}"})
     assert answer["statusCode"] == 503
-    assert rows(function_env) == 0
+    assert ledger_rows(function_env) == 0

@@ -18,7 +18,7 @@ from handler import app
 from handler.notices import JOB_ID_PATTERN
 from tests.core.fakes import FakeGateway
 
-from .conftest import Deployed, LambdaContext, closed_port, recent_end, scf_context
+from .conftest import Deployed, LambdaContext, closed_port, deploy, recent_end, scf_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TOKEN = "sample-token"
@@ -71,6 +71,11 @@ ENTRY_POINTS: dict[str, Callable[[], Any]] = {  # entry point -> the context its
 }
 
 
+def sample(name: str) -> Any:
+    """The event in events/`name`, as the platform delivers it."""
+    return json.loads((EVENTS / name).read_text())
+
+
 def entry_point(function: Deployed, entry: str
                 ) -> tuple[Callable[[Any, Any], dict[str, Any]], Callable[[], Any]]:
     return getattr(function, entry), ENTRY_POINTS[entry]
@@ -79,9 +84,15 @@ def entry_point(function: Deployed, entry: str
 @pytest.fixture
 def gateway(fake_batch: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
     """Deployed, not local: the token configured as the samples carry it."""
-    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", TOKEN)
-    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
+    deploy(monkeypatch, TOKEN)
     return fake_batch
+
+
+@pytest.fixture
+def ledger_down(gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
+    """Deployed, with the ledger on a Redis port nobody listens on."""
+    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
+    return gateway
 
 
 def test_every_sample_has_an_expectation() -> None:
@@ -106,9 +117,8 @@ def test_sample_is_answered_in_the_platform_shape_and_retried_once(
     for job in expect.retried:
         gateway.fail(job, recent_end())
     handler, context = entry_point(function, entry)
-    event = json.loads((EVENTS / name).read_text())
 
-    answer = handler(event, context())
+    answer = handler(sample(name), context())
 
     assert set(answer) == {"isBase64Encoded", "statusCode", "headers", "body"}
     assert answer["isBase64Encoded"] is False
@@ -132,7 +142,7 @@ def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, function:
     gateway.fail("job-a1b2c3d4", recent_end())
     gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"
     handler, context = entry_point(function, entry)
-    event = json.loads((EVENTS / "scf-apigw-push-envelope.json").read_text())
+    event = sample("scf-apigw-push-envelope.json")
     assert handler(event, context())["statusCode"] == 200
     gateway.jobs["job-a1b2c3d4"]["JobState"] = "FAILED"  # the same failure, still reported FAILED
     assert handler(event, context())["statusCode"] == 200
@@ -142,21 +152,19 @@ def test_redelivered_sample_retries_nothing_more(gateway: FakeGateway, function:
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 @pytest.mark.parametrize("name", ["scf-cmq-records.json", "scf-timer.json", "direct-notice.json"])
 def test_queue_and_timer_deliveries_fail_the_invocation_when_the_ledger_is_down(
-    gateway: FakeGateway, function: Deployed, monkeypatch: pytest.MonkeyPatch, name: str, entry: str
+    ledger_down: FakeGateway, function: Deployed, name: str, entry: str
 ) -> None:
     # These platforms redeliver only when the function fails: a 503 in the answer would lose it.
-    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
     handler, context = entry_point(function, entry)
     with pytest.raises(app.RedeliverLater, match="ledger unavailable"):
-        handler(json.loads((EVENTS / name).read_text()), context())
+        handler(sample(name), context())
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_http_delivery_gets_503_when_the_ledger_is_down(
-    gateway: FakeGateway, function: Deployed, monkeypatch: pytest.MonkeyPatch, entry: str
+    ledger_down: FakeGateway, function: Deployed, entry: str
 ) -> None:
-    monkeypatch.setenv("AUTORETRY_STORE", f"redis://127.0.0.1:{closed_port()}/0")
     handler, context = entry_point(function, entry)
-    answer = handler(json.loads((EVENTS / "aws-httpapi-v2.json").read_text()), context())
+    answer = handler(sample("aws-httpapi-v2.json"), context())
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"]) == {"error": "ledger unavailable; redeliver later"}

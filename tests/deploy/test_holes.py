@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from handler import app, auth
+from handler import app
 from handler.commands.serve import apigw_event
 from handler.ledger import describe_store
+from tests.conftest import ledger_rows
 
-from .conftest import LambdaContext, closed_port, scf_context
+from .conftest import LambdaContext, closed_port, deploy, scf_context
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-holes-51c0e2d9a7"
@@ -38,18 +39,9 @@ def post(entry: str, body: bytes = b"", headers: dict[str, str] | None = None,
     return app.main_handler(event, scf_context(3))
 
 
-def rows(db: Path) -> int:
-    import sqlite3
-    if not db.exists():
-        return 0
-    return int(sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0])
-
-
 @pytest.fixture
 def deployed(function_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
-    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", TOKEN)
-    monkeypatch.setattr(app, "_replay_guard", auth.ReplayGuard())
+    deploy(monkeypatch, TOKEN)
     return function_env
 
 
@@ -142,7 +134,7 @@ def test_local_mode_is_refused_in_the_cloud_and_lets_nobody_in(
     monkeypatch.setenv("AUTORETRY_LOCAL", "true")
     answer = post(entry)
     assert answer["statusCode"] == 503
-    assert rows(function_env) == 0
+    assert ledger_rows(function_env) == 0
     errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()
               if line.startswith("{") and '"configuration error"' in line]
     assert errors and "AUTORETRY_LOCAL" in errors[0]["error"]
@@ -162,7 +154,7 @@ def test_a_lone_surrogate_in_a_credential_is_401_not_an_exception(
 ) -> None:
     answer = post(entry, headers=headers, query=query)
     assert answer["statusCode"] == 401
-    assert rows(deployed) == 0
+    assert ledger_rows(deployed) == 0
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -202,7 +194,7 @@ def test_a_blank_configured_token_is_unset_and_accepts_nothing(
     for answer in (post(entry, query={"token": blank}), post(entry, headers={"Authorization": "Bearer  "})):
         assert answer["statusCode"] == 503
         assert json.loads(answer["body"]) == {"error": "endpoint not configured"}
-    assert rows(function_env) == 0
+    assert ledger_rows(function_env) == 0
 
 
 # --- hole 9 (part): configuration errors reach callers as a generic 503 ------------------------------
@@ -242,4 +234,4 @@ def test_a_number_of_thousands_of_digits_is_a_400_not_an_exception(
     }[where]
     answer = post(entry, body=body.encode(), query={"token": TOKEN})
     assert answer["statusCode"] == 400
-    assert rows(deployed) == 0
+    assert ledger_rows(deployed) == 0

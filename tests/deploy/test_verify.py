@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from handler import app, auth
+from handler import app
 from handler.__main__ import main as cli
 from handler.commands import serve
 from tests.core.fakes import FakeGateway
 
-from .conftest import Deployed
+from .conftest import Deployed, deploy
 
 TOKEN = "verify-token-8c1f0e2a"
 SECRET = "verify-secret-47d9b6e3"
@@ -21,10 +21,7 @@ SECRET = "verify-secret-47d9b6e3"
 @pytest.fixture
 def endpoint(function: Deployed, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The function as deployed (token and secret set, not local), on a loopback port."""
-    monkeypatch.setenv("AUTORETRY_LOCAL", "false")
-    monkeypatch.setenv("AUTORETRY_AUTH_TOKEN", TOKEN)
-    monkeypatch.setenv("AUTORETRY_HMAC_SECRET", SECRET)
-    monkeypatch.setattr(app, "_replay_guard", auth.ReplayGuard())
+    deploy(monkeypatch, TOKEN, SECRET)
     server = serve.start(runtime=function.runtime)
     yield f"http://127.0.0.1:{server.server_address[1]}/events"
     server.shutdown()

@@ -3,6 +3,7 @@ AUTORETRY_TEST_REDIS, each test under its own key prefix)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,11 +44,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    try:
+    with contextlib.closing(open_store(store_url)) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
