@@ -83,9 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, status: int, body: str, headers: dict[str, str]) -> None:
         out = body.encode()
         self.send_response(status)
-        for k, v in headers.items():
+        for k, v in {**headers, "Content-Length": str(len(out))}.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
 
