@@ -1,7 +1,7 @@
 """A compute environment dies: N jobs fail at once. How fast is every one retried, against the API's
 own floor, and against a naive handler?
 
-    python bench/burst.py                    # 10,000 jobs, real limits, both paths (about 6 minutes)
+    python bench/burst.py                    # 10,000 jobs, real limits, both paths (about 3 minutes)
     python bench/burst.py --paths http       # notices pushed over HTTP only
     python bench/burst.py --jobs 2000        # smaller
     python bench/burst.py --speedup 5        # time-scaled limits (x5), for a quicker look
@@ -323,7 +323,7 @@ def plot(results: list[Result], path: Path, args: argparse.Namespace) -> None:
     scaled = f" (time x{args.speedup:g})" if args.speedup != 1 else ""
     ax.set_xlabel("seconds since the first failure" + scaled)
     ax.set_ylabel("jobs retried")
-    ax.set_title(f"{args.jobs} jobs fail at once; notices pushed with {args.duplicates} duplicate(s)")
+    ax.set_title(f"{args.jobs} jobs fail at once; every notice delivered {1 + args.duplicates} time(s)")
     ax.set_xlim(0, max(fl * 1.6, max((r.timeline[-1][0] for r in results if r.timeline), default=fl)))
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
