@@ -32,7 +32,7 @@ def assert_exactly_once(result: SoakResult) -> None:
 def test_every_eligible_failure_is_retried_exactly_once_while_the_api_faults_at_20_percent(
     tmp_path: Path,
 ) -> None:
-    result = soak(tmp_path, fault_rate=0.2, jobs=300, waves=6, seed=11)
+    result = soak(tmp_path, fault_rate=0.2, jobs=300, waves=20, seed=11)
     assert_exactly_once(result)
     # The faults really happened, every kind of them (the ambiguous lost answer included).
     assert set(result.faults) == set(KINDS), result.faults
