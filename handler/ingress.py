@@ -431,7 +431,7 @@ def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], o
 
 def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accepted: int
                 ) -> tuple[list[str], bool]:
-    """Group commit: unless another instance is already draining, drain what is due (ours and
+    """Group commit: unless another invocation is already draining, drain what is due (ours and
     others') at the API's pace until `flush_by`. Returns what was retried, and whether work is
     still due when the time ran out."""
     if not accepted:

@@ -140,15 +140,6 @@ def _stop(report: PullReport, observer: Observer, why: str, detail: str) -> None
     observer.error(f"queue pull stopped: {why}", error=detail)
 
 
-def enqueue_with(retrier: Retrier, regions: tuple[str, ...], observer: Observer) -> Accept:
-    """The ledger step, as ingress does it for pushes (`handler.ingress.accept_notices`)."""
-
-    def accept(notices: list[tuple[str | None, Notice]]) -> None:
-        accept_notices(retrier, notices, observer, regions)
-
-    return accept
-
-
 def tick(queue_client: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
          regions: tuple[str, ...], *, wait_s: int = 0) -> tuple[PullReport, FlushReport]:
     """One run of the function's pull timer (and of `python -m handler pull`): pull the queue into
@@ -156,13 +147,13 @@ def tick(queue_client: QueueSource, retrier: Retrier, observer: Observer, deadli
     or time is short. Under a burst the retries start while the queue is still being read: once a
     full call's worth of notices waits, a batch is flushed whenever the API has a turn free. An
     idle tick costs one receive."""
-    accept_in_ledger = enqueue_with(retrier, regions, observer)
     pulled, drained = PullReport(), FlushReport()
     waiting = 0  # notices put in the ledger since the last flush (duplicates included)
 
     def accept(notices: list[tuple[str | None, Notice]]) -> None:
+        """The ledger step, as ingress does it for pushes."""
         nonlocal waiting
-        accept_in_ledger(notices)
+        accept_notices(retrier, notices, observer, regions)
         waiting += len(notices)
 
     def flush_a_full_call() -> None:

@@ -93,8 +93,8 @@ class Retrier:
                 return total
 
     def pump(self, deadline: Deadline, linger_s: float = 5.0) -> FlushReport:
-        """After a notice: drain for the whole fleet if no other instance is draining, else
-        return at once (the drainer will see our entry). Under a burst this makes one instance
+        """After a notice: drain for the whole fleet if no other invocation is draining, else
+        return at once (the drainer will see our entry). Under a burst this makes one invocation
         flush full batches at the API's pace while the others only enqueue."""
         total = FlushReport()
         while True:

@@ -37,7 +37,6 @@ class Checked:
     refailed: bool = False  # FAILED again after our retry with the EndTime of the failure retried
 
 
-
 def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float,
           refail_after_s: float) -> Checked:
     """Verify one entry against the API's view and the ledger. A FAILED job showing the EndTime of

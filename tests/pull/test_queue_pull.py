@@ -79,13 +79,14 @@ import os, signal, sys
 from handler import app
 from handler.cmq import QueueSettings
 from handler.observe import Observer
-from handler.pull import enqueue_with, pull
+from handler.ingress import accept_notices
+from handler.pull import pull
 from handler.retrier import Deadline
 rt = app.runtime()
 observer = Observer(quiet=True)
-ledger_step = enqueue_with(rt.retrier(observer), rt.config.regions, observer)
+retrier = rt.retrier(observer)
 def accept_then_die(notices):
-    ledger_step(notices)
+    accept_notices(retrier, notices, observer, rt.config.regions)
     os.kill(os.getpid(), signal.SIGKILL)  # between the ledger and the delete
 pull(QueueSettings.from_env().client(), accept_then_die, Deadline.after(20), observer=observer)
 """
