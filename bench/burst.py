@@ -162,19 +162,22 @@ def run_ours(args: argparse.Namespace, via: str, code: Path = ROOT, label: str =
     env = {**function_env(store, emu), "PYTHONPATH": str(code)}
     log = open(tmp / "function.log", "wb")  # noqa: SIM115 - closed below
     procs: list[subprocess.Popen[bytes]] = []
+    timers: list[threading.Thread] = []
     stop = threading.Event()
 
-    def every(seconds: float, argv: list[str], first_s: float | None = None) -> None:
-        """A timer trigger: start the function with `argv` every `seconds` (scaled), each run in its
-        own process as the platform would, overlapping if one runs long."""
+    def every(seconds: float, argv: list[str], first_at: float | None = None) -> None:
+        """A timer trigger: start the function with `argv` every `seconds` (scaled), the first time
+        at `first_at` (a wall-clock time), each run in its own process as the platform would,
+        overlapping if one runs long."""
         def loop() -> None:
-            wait = (first_s if first_s is not None else seconds) / args.speedup
+            wait = first_at - time.time() if first_at is not None else seconds / args.speedup
             while not stop.wait(max(0.0, wait)):
                 started = time.time()
                 procs.append(subprocess.Popen([sys.executable, *argv], env=env, cwd=code, stdout=log,
                                               stderr=log))
                 wait = seconds / args.speedup - (time.time() - started)
-        threading.Thread(target=loop, daemon=True).start()
+        timers.append(threading.Thread(target=loop, daemon=True))
+        timers[-1].start()
 
     try:
         name = {"http": "batch-autoretry, HTTP push", "pull": "batch-autoretry, queue pull"}[via] + label
@@ -202,12 +205,13 @@ def run_ours(args: argparse.Namespace, via: str, code: Path = ROOT, label: str =
         result.t0 = fail_all(emu, args.jobs)
         if via == "pull":
             result.first_pull_s = args.first_pull
-            every(args.pull_every, ["-c", TICK], first_s=max(0.0, result.t0 + args.first_pull / args.speedup
-                                                           - time.time()) * args.speedup)
+            every(args.pull_every, ["-c", TICK], first_at=result.t0 + args.first_pull / args.speedup)
         watch(emu, result, args.max_seconds)
         return result
     finally:
         stop.set()
+        for timer in timers:  # no timer starts a process after this
+            timer.join()
         for proc in procs:
             proc.terminate()
         for proc in procs:
