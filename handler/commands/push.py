@@ -43,19 +43,29 @@ def notice(job_id: str, region: str, event: str = "JOB_FAILED") -> dict[str, obj
                         "Batch": {"JobId": job_id, "JobState": state}}]}
 
 
-def envelope(body: str, message_id: str, topic: str = "batch-events") -> dict[str, object]:
+def envelope(body: str, message_id: str, topic: str = "batch-events",
+             subscription: str = "autoretry-local") -> dict[str, object]:
     """The JSON push envelope of a TDMQ-CMQ HTTP subscription (format JSON, not SIMPLIFIED)."""
-    return {"TopicOwner": 0, "topicName": topic, "subscriptionName": "autoretry-local",
+    return {"TopicOwner": 0, "topicName": topic, "subscriptionName": subscription,
             "msgId": message_id, "msgBody": body, "publishTime": int(time.time() * 1000)}
 
 
-def _with_token(url: str, token: str) -> str:
+def push_headers(message_id: str, agent: str) -> dict[str, str]:
+    """The headers a TDMQ-CMQ HTTP subscription sends with a push."""
+    return {"Content-Type": "text/plain", "User-Agent": agent, "x-cmq-request-id": message_id,
+            "x-cmq-message-id": message_id, "x-cmq-message-tag": ""}
+
+
+def with_token(url: str, token: str) -> str:
+    """`url` with `token` as its (only) ?token= parameter."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
     return urlunsplit(parts._replace(query=urlencode([*query, ("token", token)])))
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str, float]:
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str, float]:
+    """POST and read the answer: status, text, milliseconds. An HTTP error status is an answer;
+    no answer at all raises (URLError, OSError)."""
     started = time.monotonic()
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
@@ -74,21 +84,19 @@ def push(url: str, job_id: str, region: str, event: str, copies: int, simplified
     message_id = f"push-{uuid.uuid4().hex[:12]}"
     text = json.dumps(notice(job_id, region, event))
     body = (text if simplified else json.dumps(envelope(text, message_id))).encode()
-    headers = {"Content-Type": "text/plain", "User-Agent": "batch-autoretry push",
-               "x-cmq-request-id": message_id, "x-cmq-message-id": message_id,
-               "x-cmq-message-tag": ""}
+    headers = push_headers(message_id, "batch-autoretry push")
     secret, token = os.environ.get("AUTORETRY_HMAC_SECRET"), os.environ.get("AUTORETRY_AUTH_TOKEN")
     if secret:
         headers.update(signed_headers(secret, body))
     elif token and "token=" not in urlsplit(url).query:
-        url = _with_token(url, token)
+        url = with_token(url, token)
     answers: list[tuple[int, str, float] | BaseException | None] = [None] * copies
     start = threading.Barrier(copies)
 
     def send(i: int) -> None:
         start.wait()
         try:
-            answers[i] = _post(url, body, headers, timeout)
+            answers[i] = post(url, body, headers, timeout)
         except (urllib.error.URLError, OSError) as e:
             answers[i] = e
 

@@ -18,14 +18,12 @@ import os
 import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from handler.auth import signed_headers
 from handler.commands import one_line
-
-TIMEOUT_S = 20.0  # a push is redelivered after ~15 s without an answer; wait a little longer
+from handler.commands.push import TIMEOUT_S, envelope, post, push_headers, with_token
 
 MEANING = {
     200: "OK: authenticated, and the notice is durably in the ledger (the job does not exist, so "
@@ -50,12 +48,6 @@ def _notice(job_id: str) -> str:
              "EventName": "JOB_FAILED", "Batch": {"JobId": job_id, "JobName": "autoretry-verify"},
              "EventVars": [{"Name": "autoretry-verify", "Value": "true"}]}
     return json.dumps({"Events": [event]})
-
-
-def _with_token(url: str, token: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("token", token)])))
 
 
 def _shown(url: str) -> str:
@@ -84,36 +76,29 @@ def main(argv: list[str]) -> int:
     # Reads as synthetic, yet in the Batch API's exact id format (job- and 8 lowercase letters or
     # digits), which the function requires of every job it accepts.
     job_id = f"job-vrfy{uuid.uuid4().hex[:4]}"
-    envelope = {"TopicOwner": 0, "topicName": "autoretry-verify", "subscriptionName": "autoretry-verify",
-                "msgId": message_id, "msgBody": _notice(job_id), "publishTime": int(time.time() * 1000)}
-    body = json.dumps(envelope).encode()
-    headers = {"Content-Type": "text/plain", "User-Agent": "batch-autoretry verify",
-               "x-cmq-request-id": message_id, "x-cmq-message-id": message_id, "x-cmq-message-tag": ""}
+    body = json.dumps(envelope(_notice(job_id), message_id, topic="autoretry-verify",
+                               subscription="autoretry-verify")).encode()
+    headers = push_headers(message_id, "batch-autoretry verify")
     secret = args.hmac_secret or (None if args.token else os.environ.get("AUTORETRY_HMAC_SECRET"))
     token = args.token or (None if args.hmac_secret else os.environ.get("AUTORETRY_AUTH_TOKEN"))
     if secret:
         headers.update(signed_headers(secret, body))
         how = "HMAC-signed"
     elif token and "token=" not in urlsplit(url).query:
-        url = _with_token(url, token)
+        url = with_token(url, token)
         how = "token in the query string"
     else:
         how = "token in the URL" if "token=" in urlsplit(url).query else "no credential"
     print(f"POST {_shown(url)}  ({how}; notice for {job_id}, message {message_id})")
 
     started = time.monotonic()
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            status, text = response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode("utf-8", "replace")
+        status, text, elapsed_ms = post(url, body, headers, args.timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         print(f"no answer after {time.monotonic() - started:.1f} s: {reason}")
         print("the topic would redeliver; check the URL, DNS, and that the endpoint is public")
         return 1
-    elapsed_ms = (time.monotonic() - started) * 1000
     print(f"HTTP {status} in {elapsed_ms:.0f} ms: {text[:500]}")
     meaning = MEANING.get(status, "unexpected answer")
     if status == 200:
