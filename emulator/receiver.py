@@ -46,10 +46,7 @@ class Received:
 
     @property
     def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+        return _json(self.body)
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)

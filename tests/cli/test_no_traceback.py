@@ -4,7 +4,6 @@ exit, never a traceback: each command is run as a user runs it, in a subprocess.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.local import free_port as closed_port  # a loopback port nobody listens on
 from emulator import Emulator
 from handler.ledger import open_store
 
@@ -19,12 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 PASSWORD = "s3cret-pw"
 CREDENTIALS = {"TENCENTCLOUD_SECRET_ID": "AKIDNOTUSED", "TENCENTCLOUD_SECRET_KEY": "not-used"}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

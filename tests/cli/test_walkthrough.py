@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.local import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Walk-through: make a job fail and watch it retried"
 EMULATOR_PORT, SERVE_PORT = "9100", "8080"
@@ -34,12 +36,6 @@ def walkthrough() -> dict[str, list[str]]:
         assert found, f"every sh block of the walk-through names its terminal: {first!r}"
         terminals.setdefault(found[1], []).append(rest)
     return terminals
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, within_s: float = 30.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,13 +28,6 @@ class LambdaContext:
 
 def scf_context(seconds: float = 15.0) -> dict[str, Any]:
     return {"request_id": str(uuid.uuid4()), "time_limit_in_ms": int(seconds * 1000)}
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def recent_end(ago: float = 5.0) -> str:

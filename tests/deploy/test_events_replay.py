@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from bench.local import free_port as closed_port  # a loopback port nobody listens on
 from handler import app
 from handler.notices import JOB_ID_PATTERN
 from tests.core.fakes import FakeGateway
 
-from .conftest import Deployed, LambdaContext, closed_port, deploy, recent_end, scf_context
+from .conftest import Deployed, LambdaContext, deploy, recent_end, scf_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TOKEN = "sample-token"

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from bench.local import free_port as closed_port  # a loopback port nobody listens on
 from handler import app
 from handler.commands.serve import apigw_event
 from handler.ledger import describe_store
 from tests.conftest import ledger_rows
 
-from .conftest import LambdaContext, closed_port, deploy, scf_context
+from .conftest import LambdaContext, deploy, scf_context
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-holes-51c0e2d9a7"

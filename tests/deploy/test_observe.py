@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from bench.local import free_port as closed_port  # a loopback port nobody listens on
 from handler.observe import METRICS, NAMESPACE, SKIPS_BY_REASON, Observer
 from tests.core.fakes import FakeGateway
 
-from .conftest import Deployed, LambdaContext, closed_port, recent_end, scf_context
+from .conftest import Deployed, LambdaContext, recent_end, scf_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import closed_port
+from bench.local import free_port as closed_port  # a loopback port nobody listens on
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-serve-7a1e93c0"
