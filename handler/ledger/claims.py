@@ -44,6 +44,13 @@ class Look:
     settled_at: float = 0.0
     left: bool = False
 
+    def failed_again(self, now: float, refail_after_s: float) -> bool:
+        """The failure we retried shows again with the same EndTime, and it is a new failure: the
+        job was seen out of FAILED since, or the retry is more than `refail_after_s` old (a retried
+        job does not stay FAILED that long)."""
+        return self.state is not None and self.state[0] == FailureState.RETRIED and (
+            self.left or now - self.settled_at > refail_after_s)
+
 
 class Claims(Records):
     # ---- reading -------------------------------------------------------------------------------
@@ -100,9 +107,8 @@ class Claims(Records):
             return {k for k in keys if self._live(recs, failure_key(k)) is None}
         now = self.clock()
         looks = self.look([(k.job, k) for k in keys])
-        return {k for k in keys if (look := looks[k.job]).state is None or (
-            look.state[0] == FailureState.RETRIED
-            and (look.left or now - look.settled_at > refail_after_s))}
+        return {k for k in keys if (look := looks[k.job]).state is None
+                or look.failed_again(now, refail_after_s)}
 
     def _spent(self, recs: dict[str, Record], job: JobRef, deciding: FailureKey | None) -> Spent:
         rec = self._live(recs, job_key(job))

@@ -62,8 +62,7 @@ def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float
     seen = look.state if look is not None else None
     if seen is not None:
         state, lease_until = seen
-        if state == FailureState.RETRIED and look is not None and \
-                (look.left or now - look.settled_at > refail_after_s):
+        if look is not None and look.failed_again(now, refail_after_s):
             _, n = generation(current)
             return Checked(confirmed, failure=with_generation(current, n + 1), refailed=True)
         if state in (FailureState.RETRIED, FailureState.SKIPPED):
