@@ -291,7 +291,6 @@ def _continue(platform: str, context: Any, observer: Observer, given: Runtime | 
         return
     try:
         continuation.start()
-        observer.count("continuations")
     except ContinuationError as e:
         observer.error("could not start a continuation; the timer will drain what is due",
                        error=str(e))

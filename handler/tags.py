@@ -53,7 +53,6 @@ class TagMemory:
         self.interval = 1.0 / rate_per_s
         self.sleep = sleep
         self.writable = True
-        self.written = 0
         self.observer = Observer(correlation_id="tag-memory")
         self._work: queue.Queue[tuple[str, dict[str, int]]] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -127,7 +126,6 @@ class TagMemory:
             codes = {str(f.get("Code")) for f in failed if isinstance(f, dict)}
             if codes & set(REFUSED):
                 return self._refused(sorted(codes & set(REFUSED))[0])
-            self.written += len(jobs) - len(failed)
             return None
         return None
 
@@ -135,7 +133,6 @@ class TagMemory:
         self.writable = False
         self.observer.error("Batch jobs do not take tags from the Tag service here: the retries a "
                             "job spent live in the ledger only (see docs/ledger.md)", code=code)
-        self.observer.count("tags.unwritable")
 
     def _client(self, region: str) -> Any:
         creds = self._credentials()
