@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from handler.ledger.store import StoreUnavailable
 from handler.notify.channels import Channel, ChannelError, ErrorKind
-from handler.notify.outbox import Claimed, Contention, Outbox
+from handler.notify.outbox import Claimed, Outbox
 from handler.observe import Observer
 
 BASE_S = 30.0
@@ -78,7 +78,7 @@ class Notifier:
                 sent_or_tried += 1
                 self._send(claimed, end, report)
             report.pending = self.outbox.pending()
-        except (StoreUnavailable, Contention) as e:
+        except StoreUnavailable as e:  # a record that kept changing (Contention) is one too
             report.stopped = "store"
             self.observer.error("notifications paused: store unavailable", error=str(e)[:300])
         return report

@@ -17,27 +17,20 @@ whose compare-and-set on the message wins sends it.
 from __future__ import annotations
 
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from handler.jobs import FailureKey
+from handler.ledger.records import DEFAULT_RETENTION_S, Records, version_of
 from handler.ledger.store import Record, Store, Write
 from handler.notify.message import GiveUp
 
 PREFIX = "n/"
 DEFAULT_SHARDS = 16
-DEFAULT_RETENTION_S = 3 * 86400.0  # the ledger's default; pass the configured one
-MAX_CAS_TRIES = 50
 
 PENDING, SENT, EXPIRED = "pending", "sent", "expired"
-
-
-class Contention(RuntimeError):
-    """A record kept changing under us; treated like a transient store error."""
-
 
 def message_key(key: str) -> str:
     return f"{PREFIX}m/{key}"
@@ -79,42 +72,30 @@ class Claimed:
         return [str(c) for c in self.value.get("abandoned") or []]
 
 
-class Outbox:
+class Outbox(Records):
+    """On the ledger's store, with its compare-and-set loop (a record that keeps changing is a
+    `Contention`, a store failure), clock and retention."""
+
     def __init__(self, store: Store, clock: Callable[[], float] = time.time,
                  retention_s: float = DEFAULT_RETENTION_S, *, shards: int = DEFAULT_SHARDS,
                  owner: str | None = None) -> None:
-        self.store, self.clock, self.retention_s, self.shards = store, clock, retention_s, shards
-        self.owner = owner or uuid.uuid4().hex[:12]
+        super().__init__(store, clock=clock, retention_s=retention_s, owner=owner)
+        self.shards = shards
 
     # ---- plumbing ---------------------------------------------------------------------------------
-
-    def _cas(self, keys: Sequence[str], change: Callable[[dict[str, Record]], Any]) -> Any:
-        for _ in range(MAX_CAS_TRIES):
-            writes, result = change(self.store.get(keys))
-            if not writes or self.store.commit(writes):
-                return result
-        raise Contention(f"outbox records {list(keys)} kept changing; gave up after {MAX_CAS_TRIES} tries")
 
     def _shard_of(self, key: str) -> str:
         return shard_key(zlib.crc32(key.encode("utf-8")) % self.shards)
 
-    def _live(self, recs: dict[str, Record], key: str) -> Record | None:
-        rec = recs.get(key)
-        return rec if rec is not None and rec.live(self.clock()) else None
-
-    def _expires(self) -> float:
-        return self.clock() + self.retention_s
-
     def _index_write(self, recs: dict[str, Record], sk: str, key: str, due_at: float | None) -> Write:
         """The shard record with `key` set to `due_at` (None: removed)."""
-        rec = recs.get(sk)
         live = self._live(recs, sk)
         entries = dict(live.value.get("due", {})) if live else {}
         if due_at is None:
             entries.pop(key, None)
         else:
             entries[key] = due_at
-        return Write(sk, {"due": entries}, rec.version if rec else 0, expires_at=self._expires())
+        return Write(sk, {"due": entries}, version_of(recs, sk), expires_at=self._expires())
 
     # ---- the retrier's side -----------------------------------------------------------------------
 
@@ -128,10 +109,9 @@ class Outbox:
             if self._live(recs, mk) is not None:
                 return [], False
             now = self.clock()
-            rec = recs.get(mk)
             value = {"message": message.value(), "state": PENDING, "created_at": now,
                      "attempts": 0, "next_at": now, "owner": None, "lease_until": 0.0, "done": []}
-            return [Write(mk, value, rec.version if rec else 0, expires_at=self._expires()),
+            return [Write(mk, value, version_of(recs, mk), expires_at=self._expires()),
                     self._index_write(recs, sk, fk, now)], True
 
         added: bool = self._cas([mk, sk], change)
