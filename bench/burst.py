@@ -193,13 +193,7 @@ def run_ours(args: argparse.Namespace, via: str, code: Path = ROOT, label: str =
                           timeout_s=args.push_timeout)
         else:
             emu.cmq.create_queue(QUEUE, visibility_timeout_s=30.0)
-            emu.cmq.subscribe_queue(TOPIC, QUEUE)
-            # The topic delivers at least once: the duplicates land in the queue beside the first copy.
-            def duplicate(topic: str, msg_id: str, message: str) -> None:
-                for _ in range(args.duplicates):
-                    emu.cmq.send(QUEUE, message)
-
-            emu.topics.sinks.append(duplicate)
+            emu.cmq.subscribe_queue(TOPIC, QUEUE, duplicates=args.duplicates)
             env.update({"AUTORETRY_QUEUE": QUEUE, "AUTORETRY_QUEUE_ENDPOINT": emu.url})
         every(args.sweep_every, ["-m", "handler", "sweep", "--seconds", "50"])
         result.t0 = fail_all(emu, args.jobs)
@@ -363,11 +357,10 @@ def main() -> int:
     if not paths or set(paths) - {"http", "pull"}:
         ap.error(f"--paths {args.paths!r}: expected http, pull or http,pull")
 
-    results = [run_ours(args, via) for via in paths]
-    if args.baseline:
-        results.append(run_baseline(args))
-    if not args.no_naive:
-        results.append(run_naive(args))
+    ours = [run_ours(args, via) for via in paths]
+    baseline = run_baseline(args) if args.baseline else None
+    naive = None if args.no_naive else run_naive(args)
+    results = [*ours, *(r for r in (baseline, naive) if r is not None)]
     print(f"\n{args.jobs} failed jobs, {args.duplicates} duplicate(s) of each notice, HTTP: {args.processes} "
           f"function processes; queue: a pull tick every {args.pull_every:g} s; sweep every "
           f"{args.sweep_every:g} s; speedup {args.speedup:g}")
@@ -384,11 +377,9 @@ def main() -> int:
         if r.first_pull_s is not None:
             print(f"{r.name}: first pull tick {r.first_pull_s:g} s after the first failure "
                   f"(a timer every {args.pull_every:g} s adds up to that long)")
-    ours = [r for r in results if r.name.startswith("batch-autoretry") and " at " not in r.name]
     for r in ours:
         print(f"{r.name}: {r.retried / max(r.retry_calls, 1):.1f} jobs per RetryJobs call")
-    if not args.no_naive:
-        naive = results[-1]
+    if naive is not None:
         best = min(r.projected_s() for r in ours)
         print(f"naive: {naive.retried} retried in {naive.ran_s:.0f} s, projected {naive.projected_s():.0f} s "
               f"for all {args.jobs} ({naive.projected_s() / max(best, 1e-9):.0f}x ours)")

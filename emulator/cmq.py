@@ -77,6 +77,7 @@ class QueueSubscription:
     notify_format: str
     notify_strategy: str
     created: float = field(default_factory=time.time)
+    duplicates: int = 0  # extra copies of every message (a topic delivers at least once)
 
 
 class Cmq:
@@ -99,11 +100,13 @@ class Cmq:
                                           max_receive_count=max_receive_count)
             return q
 
-    def subscribe_queue(self, topic: str, queue: str, name: str | None = None) -> None:
+    def subscribe_queue(self, topic: str, queue: str, name: str | None = None, *,
+                        duplicates: int = 0) -> None:
+        """The topic delivers every message to `queue`, with `duplicates` extra copies."""
         with self._lock:
             self.topic_names.setdefault(topic, time.time())
             sub = QueueSubscription(topic, name or f"{queue}-sub", "queue", queue, "SIMPLIFIED",
-                                    "EXPONENTIAL_DECAY_RETRY")
+                                    "EXPONENTIAL_DECAY_RETRY", duplicates=duplicates)
             self.subscriptions[(topic, sub.name)] = sub
 
     def send(self, queue: str, body: str) -> str:
@@ -116,11 +119,13 @@ class Cmq:
             return len(self._queue(queue).messages)
 
     def deliver(self, topic: str, msg_id: str, message: str) -> None:
-        """Topic → queue subscriptions: each gets its own copy (a SIMPLIFIED body)."""
+        """Topic → queue subscriptions: each gets its own copy (a SIMPLIFIED body), and its
+        duplicates."""
         with self._lock:
             for sub in self.subscriptions.values():
                 if sub.topic == topic and sub.protocol == "queue" and sub.endpoint in self.queues:
-                    self._send(self.queues[sub.endpoint], message)
+                    for _ in range(1 + sub.duplicates):
+                        self._send(self.queues[sub.endpoint], message)
 
     # --- the data-flow API ------------------------------------------------------------------------
     def dataflow(self, method: str, host: str, path: str, body: bytes) -> dict[str, Any]:
