@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from handler import auth
-from handler.notices import Notice, NoticeError, new_shape, parse_envelope, parse_notice
+from handler.notices import (
+    Notice,
+    NoticeError,
+    new_shape,
+    parse_envelope,
+    parse_notice,
+    redacted_sample,
+)
 from handler.observe import Observer
 
 if TYPE_CHECKING:
@@ -391,12 +398,15 @@ MAX_SHAPES_SHOWN = 100
 
 
 def _show_new_shape(notice: Notice, observer: Observer) -> None:
-    shape = new_shape(notice)
-    if shape is None or shape[0] in _shapes_shown or len(_shapes_shown) >= MAX_SHAPES_SHOWN:
+    if len(_shapes_shown) >= MAX_SHAPES_SHOWN:
         return
-    _shapes_shown.add(shape[0])
+    shape = new_shape(notice)
+    if shape is None or shape in _shapes_shown:
+        return
+    _shapes_shown.add(shape)
+    # The sample is built only for a shape this instance has not shown yet.
     observer.info("notice of an undocumented shape (values removed; please send this line to the "
-                  "maintainers)", shape=shape[0], sample=shape[1])
+                  "maintainers)", shape=shape, sample=redacted_sample(notice))
 
 
 def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], observer: Observer,

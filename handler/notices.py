@@ -311,16 +311,19 @@ def _redacted(value: Any, depth: int = 0, key: str = "") -> Any:
     return _type(value)
 
 
-def new_shape(notice: Notice) -> tuple[str, str] | None:
-    """For a notice unlike the documented body: a short fingerprint of its shape and a redacted
-    sample (structure only, values replaced by their types) an operator can send us."""
+def new_shape(notice: Notice) -> str | None:
+    """For a notice unlike the documented body: a short fingerprint of its shape; None for a
+    documented one."""
     paths: set[str] = set()
     _paths(notice.raw, "", paths)
     unknown_names = sorted({ev.EventName[:64] for ev in notice.Events if not ev.is_known})
     if paths <= _DOCUMENTED and not unknown_names:
         return None
-    fingerprint = hashlib.sha256(
+    return hashlib.sha256(
         json.dumps([sorted(paths), unknown_names]).encode("utf-8", "surrogatepass")
     ).hexdigest()[:16]
-    sample = json.dumps(_redacted(notice.raw), separators=(",", ":"), ensure_ascii=True)
-    return fingerprint, sample[:SAMPLE_CHARS]
+
+
+def redacted_sample(notice: Notice) -> str:
+    """The notice's structure with every value replaced by its type, for an operator to send us."""
+    return json.dumps(_redacted(notice.raw), separators=(",", ":"), ensure_ascii=True)[:SAMPLE_CHARS]
