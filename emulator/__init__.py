@@ -182,6 +182,19 @@ class Emulator:
             time.sleep(0.02)
         return False
 
+    def wait_job(self, job_id: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The job's snapshot (`job`) once every one of `fields` has its value, e.g.
+        `wait_job(j, state="FAILED", retries=2)`; AssertionError with the last snapshot if that
+        does not happen within `timeout` seconds."""
+        end = time.time() + timeout
+        while True:
+            snap = self.job(job_id)
+            if all(snap[k] == v for k, v in fields.items()):
+                return snap
+            if time.time() >= end:
+                raise AssertionError(f"{job_id} never reached {fields} within {timeout:g} s: {snap}")
+            time.sleep(0.01)
+
     # --- what happened ---------------------------------------------------------------------------
     def record(self, call: dict[str, Any]) -> None:
         with self._lock:

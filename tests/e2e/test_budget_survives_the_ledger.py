@@ -32,13 +32,6 @@ def deliver_failure(emu: Emulator, job: str, copies: int = 3) -> None:
             "statusCode"] == 200
 
 
-def wait_failed_again(emu: Emulator, job: str, retries: int, timeout: float = 20) -> None:
-    end = time.time() + timeout
-    while not (emu.job(job)["state"] == "FAILED" and emu.retry_counts()[job] == retries):
-        assert time.time() < end, emu.job(job)
-        time.sleep(0.02)
-
-
 def test_a_ledger_emptied_mid_run_never_retries_a_job_past_its_cap_while_its_tags_remember(
         wired: Emulator, function_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTORETRY_ACCOUNT_UIN", wired.uin)
@@ -46,7 +39,7 @@ def test_a_ledger_emptied_mid_run_never_retries_a_job_past_its_cap_while_its_tag
     job = wired.add_failed_job(name="always-fails", script=[Outcome.fail("bug", 1)])
     for retries in (1, 2):
         deliver_failure(wired, job)
-        wait_failed_again(wired, job, retries)
+        wired.wait_job(job, 20, state="FAILED", retries=retries)
     if wired.behaviour.tags_writable:
         assert wired.fleet.jobs[job].tags.get(TAG_KEY) == "2"
     drop_ledger(f"sqlite:///{function_env}")  # the ledger forgets everything

@@ -24,13 +24,6 @@ def drain() -> None:
     app.runtime().retrier(Observer(quiet=True)).drain(Deadline.after(20))
 
 
-def wait_state(emu: Emulator, job_id: str, state: str, timeout: float = 10) -> None:
-    end = time.time() + timeout
-    while emu.job(job_id)["state"] != state:
-        assert time.time() < end, f"{job_id} never reached {state}: {emu.job(job_id)}"
-        time.sleep(0.02)
-
-
 def test_same_notice_five_times_concurrently_from_threads_retries_once(wired: Emulator) -> None:
     job = wired.add_failed_job(name="spot", script=[Outcome.succeed()], publish=False)
     event = failure_push(wired, job)
@@ -85,7 +78,7 @@ def test_job_failing_again_is_retried_three_times_then_left_alone(wired: Emulato
         app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 15000})
         drain()
         if wired.job(job)["state"] != "FAILED":
-            wait_state(wired, job, "FAILED")
+            wired.wait_job(job, state="FAILED")
     drain()
     assert wired.retry_counts()[job] == 3
     record = app.runtime().ledger.job(JobRef("ap-guangzhou", job))
@@ -97,7 +90,7 @@ def test_job_failing_again_is_retried_three_times_then_left_alone(wired: Emulato
 
 def test_job_not_failed_when_verified_is_never_retried(wired: Emulator) -> None:
     job = wired.add_job(name="ok", script=[Outcome.succeed()])
-    wait_state(wired, job, "SUCCEED")
+    wired.wait_job(job, state="SUCCEED")
     # a forged or stale notice claims it failed
     event = failure_push(wired, job)
     assert app.main_handler(event, {"time_limit_in_ms": 15000})["statusCode"] == 200
@@ -128,7 +121,7 @@ def test_pushed_notices_with_duplicates_retry_each_failure_once(wired: Emulator,
         jobs = [wired.add_job(name=f"j{i}", script=[spot, Outcome.succeed()], topic="batch-events",
                               notify=["JOB_FAILED"]) for i in range(5)]
         for j in jobs:
-            wait_state(wired, j, "SUCCEED", timeout=20)
+            wired.wait_job(j, 20, state="SUCCEED")
         assert wired.wait_idle(10)
         drain()
     finally:

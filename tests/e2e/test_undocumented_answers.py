@@ -5,7 +5,6 @@ the emulator."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,13 +41,6 @@ def spent(job_id: str) -> int:
     return ledger.history(JobRef(REGION, job_id)).spent()
 
 
-def wait_for(emu: Emulator, job_id: str, state: str, timeout: float = 20) -> None:
-    end = time.time() + timeout
-    while emu.job(job_id)["state"] != state:
-        assert time.time() < end, f"{job_id} never reached {state}: {emu.job(job_id)}"
-        time.sleep(0.02)
-
-
 def test_a_refused_batch_retries_each_failed_job_once_whether_or_not_the_service_applied_some(
         wired: Emulator, function_env: Path) -> None:
     a, b, c = (wired.add_failed_job(name=n, script=[Outcome.succeed()]) for n in "abc")
@@ -82,10 +74,10 @@ def test_a_refailure_that_keeps_its_end_time_is_retried_once_more_never_twice(
     for _ in range(3):  # the first failure's notice, with duplicates
         assert app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 30000})[
             "statusCode"] == 200
-    wait_for(wired, job, "RUNNING")
+    wired.wait_job(job, 20, state="RUNNING")
     # a late duplicate of the first notice finds the job running: seen out of FAILED
     assert app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 30000})["statusCode"] == 200
-    wait_for(wired, job, "FAILED")
+    wired.wait_job(job, 20, state="FAILED")
     assert wired.job(job)["end_time"] == first_end  # the service kept the old EndTime
     for _ in range(3):  # the second failure's notice, with duplicates
         assert app.main_handler(failure_push(wired, job), {"time_limit_in_ms": 30000})[

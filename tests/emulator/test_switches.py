@@ -27,16 +27,6 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
-def wait_state(emu: Emulator, job: str, state: str, runs: int, timeout: float = 5.0) -> dict[str, Any]:
-    end = time.time() + timeout
-    while time.time() < end:
-        snap = emu.job(job)
-        if snap["state"] == state and snap["runs"] == runs:
-            return snap
-        time.sleep(0.01)
-    raise AssertionError(f"{job} never reached {state} on run {runs}: {emu.job(job)}")
-
-
 def task(emu: Emulator, job: str, **page: Any) -> dict[str, Any]:
     return call(emu, "DescribeTask", {"JobId": job, "TaskName": "main", **page})
 
@@ -81,7 +71,7 @@ def test_a_refailure_gets_a_later_end_time_by_default(emu: Emulator) -> None:
     job = emu.add_failed_job("bug", [bug])
     before = call(emu, "DescribeJobs", {"JobIds": [job]})["JobSet"][0]["EndTime"]
     call(emu, "RetryJobs", {"JobIds": [job]})
-    after = wait_state(emu, job, "FAILED", runs=2)
+    after = emu.wait_job(job, 5, state="FAILED", runs=2)
     assert after["end_time"] > before
 
 
@@ -92,7 +82,7 @@ def test_keep_end_time_reports_the_earlier_failures_end_time_after_a_retry() -> 
         before = call(emu, "DescribeJobs", {"JobIds": [job]})["JobSet"][0]["EndTime"]
         time.sleep(1.1)  # EndTime has 1 s resolution: a new one would differ by now
         call(emu, "RetryJobs", {"JobIds": [job]})
-        wait_state(emu, job, "FAILED", runs=2)
+        emu.wait_job(job, 5, state="FAILED", runs=2)
         view = call(emu, "DescribeJobs", {"JobIds": [job]})["JobSet"][0]
         assert (view["JobState"], view["EndTime"]) == ("FAILED", before)
         assert call(emu, "DescribeJob", {"JobId": job})["EndTime"] == before
@@ -173,7 +163,7 @@ def test_lost_exit_code_switch_plays_another_integer() -> None:
 def test_running_and_succeeded_instances_report_exit_code_zero(emu: Emulator) -> None:
     job = emu.add_job("slow", [Outcome.succeed()])
     assert task(emu, job)["TaskInstanceSet"][0]["ExitCode"] == 0
-    wait_state(emu, job, "SUCCEED", runs=1)
+    emu.wait_job(job, 5, state="SUCCEED", runs=1)
     assert task(emu, job)["TaskInstanceSet"][0]["ExitCode"] == 0
 
 
@@ -218,5 +208,5 @@ def test_a_retried_job_leaves_the_failed_listing_and_returns_when_it_fails_again
     created = emu.add_failed_jobs(5, "old")
     call(emu, "RetryJobs", {"JobIds": [created[2]]})
     assert created[2] not in listing(emu) and listing(emu, "RUNNING") == [created[2]]
-    wait_state(emu, created[2], "FAILED", runs=2)
+    emu.wait_job(created[2], 5, state="FAILED", runs=2)
     assert sorted(listing(emu)) == sorted(created)

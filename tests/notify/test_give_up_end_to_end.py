@@ -30,10 +30,7 @@ def fail_until_given_up(emu: Emulator, job: str) -> None:
     for retries in range(4):
         for _ in range(3):
             app.main_handler(failure_push(emu, job), {"time_limit_in_ms": 20000})
-        end = time.time() + 20
-        while not (emu.job(job)["state"] == "FAILED" and emu.retry_counts()[job] == min(retries + 1, 3)):
-            assert time.time() < end, emu.job(job)
-            time.sleep(0.02)
+        emu.wait_job(job, 20, state="FAILED", retries=min(retries + 1, 3))
 
 
 def timer_tick() -> None:

@@ -29,13 +29,6 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
-def wait_failed(emu: Emulator, job: str, retries: int) -> None:
-    end = time.time() + 10
-    while not (emu.job(job)["state"] == "FAILED" and emu.job(job)["retries"] == retries):
-        assert time.time() < end, emu.job(job)
-        time.sleep(0.01)
-
-
 def flush_for(seconds: float, until: Callable[[], bool] = lambda: False) -> None:
     """A flusher drains as time passes (what the function does on its own), for `seconds` or
     until `until()` holds."""
@@ -61,7 +54,7 @@ def stubborn_with_two_retries_spent(emu: Emulator) -> str:
     for n in (1, 2):
         notify(emu, job)
         retry_call(emu, job, n)
-        wait_failed(emu, job, n)
+        emu.wait_job(job, state="FAILED", retries=n)
     return job
 
 
@@ -92,7 +85,7 @@ def test_an_unclear_answer_on_the_last_allowed_attempt_that_never_landed_is_retr
     assert wired.job(job)["retries"] == 2 and wired.faults.injected == {fault: 1}
     flush_for(settle_s(), until=lambda: wired.retry_counts()[job] == 3)
     assert wired.retry_counts()[job] == 3  # the held claim was taken over, not skipped as over the cap
-    wait_failed(wired, job, 3)
+    wired.wait_job(job, state="FAILED", retries=3)
     notify(wired, job)
     flush_for(recheck_s() + 1.0)
     assert wired.retry_counts()[job] == 3  # and the cap holds after it
@@ -105,7 +98,7 @@ def test_an_unclear_answer_on_the_last_attempt_that_did_land_is_not_repeated(wir
     retry_call(wired, job, 3)
     wired.faults.rate = 0.0
     assert wired.retry_counts()[job] == 3
-    wait_failed(wired, job, 3)
+    wired.wait_job(job, state="FAILED", retries=3)
     notify(wired, job)
     flush_for(recheck_s() + 1.0)
     assert wired.retry_counts()[job] == 3
