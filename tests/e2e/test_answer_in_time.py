@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,10 @@ def emu() -> Iterator[Emulator]:
 def test_a_push_is_answered_within_ten_seconds_and_a_continuation_drains_the_rest(
         wired: Emulator, function_env: Path) -> None:
     jobs = [wired.add_failed_job(name=f"burst-{i}") for i in range(JOBS)]
-    ledger = Ledger(open_store(app.runtime().config.store))
-    for job in jobs[1:]:  # notices other instances accepted while a drainer held the lease
-        ledger.enqueue(JobRef(REGION, job), event_name="JOB_FAILED")
+    with closing(open_store(app.runtime().config.store)) as store:
+        other = Ledger(store)
+        for job in jobs[1:]:  # notices other instances accepted while a drainer held the lease
+            other.enqueue(JobRef(REGION, job), event_name="JOB_FAILED")
     started = time.monotonic()
     answer = app.main_handler(failure_push(wired, jobs[0]), {"time_limit_in_ms": 60000})
     answered_s = time.monotonic() - started

@@ -14,7 +14,6 @@ import pytest
 from emulator import Emulator, Outcome
 from handler import app
 from handler.jobs import JobRef
-from handler.ledger import Ledger, open_store
 
 from ..conftest import SECRET_ID, SECRET_KEY
 from ..pushes import failure_push
@@ -37,8 +36,7 @@ def queue_delivery(emu: Emulator, jobs: list[str], copies: int) -> dict[str, Any
 
 
 def spent(job_id: str) -> int:
-    ledger = Ledger(open_store(app.runtime().config.store))
-    return ledger.history(JobRef(REGION, job_id)).spent()
+    return app.runtime().ledger.history(JobRef(REGION, job_id)).spent()
 
 
 def test_a_refused_batch_retries_each_failed_job_once_whether_or_not_the_service_applied_some(
