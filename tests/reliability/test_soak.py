@@ -42,7 +42,8 @@ def test_every_eligible_failure_is_retried_exactly_once_while_the_api_faults_at_
 def test_every_eligible_failure_is_retried_exactly_once_when_function_processes_are_killed(
     tmp_path: Path,
 ) -> None:
-    result = soak(tmp_path, fault_rate=0.1, kill_every=1.5, kill_on_retry=0.3, seed=12)
+    result = soak(tmp_path, fault_rate=0.1, kill_every=1.5, kill_on_retry=0.5, waves=20, wave_gap_s=0.6,
+                  seed=12)
     assert result.kills >= 3 and result.kills_in_retry >= 1, result.report()
     assert result.restarts >= 1
     assert_exactly_once(result)
