@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -88,14 +89,54 @@ class LambdaContinuation:
 
 
 class ThreadContinuation:
-    """For `serve` and the benches: the same function, run on a thread of this process."""
+    """For `serve`, the benches and the tests: the same function, run on a thread of this process.
+
+    In the cloud a continuation is an invocation of its own and runs to its end whatever becomes of
+    the invocation that asked for it. A thread ends with its process, so the process keeps track of
+    these threads: whoever ends a local instance (a test reporting what its instance retried)
+    calls `settle` first, instead of cutting a drain short with the drainer lease held."""
 
     def __init__(self, run: Callable[[dict[str, Any]], object]) -> None:
         self.run = run
 
     def start(self) -> None:
-        threading.Thread(target=self.run, args=(dict(CONTINUE_EVENT),), daemon=True,
-                         name="autoretry-continuation").start()
+        started = _Started()
+        started.thread = threading.Thread(target=started.keep, args=(self.run,), daemon=True,
+                                          name="autoretry-continuation")
+        with _lock:
+            _started.append(started)
+        started.thread.start()
+
+
+class _Started:
+    """One local continuation: its thread, and its answer once it has one."""
+
+    thread: threading.Thread
+    answer: object = None
+
+    def keep(self, run: Callable[[dict[str, Any]], object]) -> None:
+        self.answer = run(dict(CONTINUE_EVENT))
+
+
+_lock = threading.Lock()
+_started: list[_Started] = []  # this process's local continuations whose answers nobody took yet
+
+
+def settle(timeout_s: float) -> tuple[list[object], int]:
+    """Wait up to `timeout_s` for this process's local continuations to end, those they start
+    included. Returns the answers of those that ended (each is given once) and how many still run
+    (they stay tracked)."""
+    deadline = time.monotonic() + timeout_s
+    answers: list[object] = []
+    while True:
+        with _lock:
+            ended = [s for s in _started if not s.thread.is_alive()]
+            running = [s for s in _started if s.thread.is_alive()]
+            _started[:] = running
+        answers += [s.answer for s in ended]
+        if not running or time.monotonic() >= deadline:
+            return answers, len(running)
+        running[0].thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
 
 
 def for_invocation(platform: str, context: Any, *, scf_endpoint: str | None = None,

@@ -27,6 +27,19 @@ def function_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     app.reset_runtime()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A test's function instance ends as one in the cloud would: the continuations it started run
+    to their end. A local continuation is a thread of this process, and would otherwise outlive
+    the test, cut short when its fixtures close the store and stop the emulator, or draining the
+    next test's ledger. This runs before any fixture is torn down."""
+    from handler.continuation import settle
+
+    timeout_s = 120.0  # a continuation drains for 55 s at most, and may start another
+    _, running = settle(timeout_s)
+    assert running == 0, f"{running} continuations still running {timeout_s:g} s after the test"
+
+
 def ledger_rows(db: Path) -> int:
     """How many records the SQLite ledger at `db` (function_env's) holds; 0 before it exists."""
     import sqlite3

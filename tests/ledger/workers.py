@@ -25,12 +25,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.continuation import settle
 from handler.jobs import FailureKey
 from handler.ledger import ClaimOutcome, Ledger, Step, Token, open_store
 from handler.policy import Action, RetryDecision
 
 REGION = "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDLEDGERTEST", "ledger-test-secret"
+# A continuation drains for 55 s at most (handler.app.FLUSH_BUDGET_S), and may start another.
+CONTINUATION_TIMEOUT_S = 120.0
 
 
 def _become_instance(env: dict[str, str], log_path: str) -> None:
@@ -118,6 +121,15 @@ def delivery_process(plan: DeliveryPlan, index: int, barrier: Any, results: Any)
             th.start()
         for th in threads:
             th.join()
+        # An instance in the cloud lives on while the continuations it asked for run; this one
+        # ends with its process, so it waits for them and counts what they retried.
+        answers, running = settle(CONTINUATION_TIMEOUT_S)
+        for answer in answers:
+            if isinstance(answer, dict):
+                result.retried += json.loads(answer["body"]).get("retried") or []
+        if running:
+            result.errors.append(f"p{index}: {running} continuations still running after "
+                                 f"{CONTINUATION_TIMEOUT_S:g} s")
     except Exception:
         result.errors.append(f"p{index}: {traceback.format_exc(limit=5)}")
     results.put(result)
