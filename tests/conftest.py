@@ -27,6 +27,11 @@ def function_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     app.reset_runtime()
 
 
+# How long a local instance waits for its continuations to end: one drains for 55 s at most
+# (handler.app.FLUSH_BUDGET_S), and may start another.
+CONTINUATION_TIMEOUT_S = 120.0
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     """A test's function instance ends as one in the cloud would: the continuations it started run
@@ -35,9 +40,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     next test's ledger. This runs before any fixture is torn down."""
     from handler.continuation import settle
 
-    timeout_s = 120.0  # a continuation drains for 55 s at most, and may start another
-    _, running = settle(timeout_s)
-    assert running == 0, f"{running} continuations still running {timeout_s:g} s after the test"
+    _, running = settle(CONTINUATION_TIMEOUT_S)
+    assert running == 0, \
+        f"{running} continuations still running {CONTINUATION_TIMEOUT_S:g} s after the test"
 
 
 def ledger_rows(db: Path) -> int:

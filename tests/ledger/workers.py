@@ -30,10 +30,10 @@ from handler.jobs import FailureKey
 from handler.ledger import ClaimOutcome, Ledger, Step, Token, open_store
 from handler.policy import Action, RetryDecision
 
+from ..conftest import CONTINUATION_TIMEOUT_S
+
 REGION = "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDLEDGERTEST", "ledger-test-secret"
-# A continuation drains for 55 s at most (handler.app.FLUSH_BUDGET_S), and may start another.
-CONTINUATION_TIMEOUT_S = 120.0
 
 
 def _become_instance(env: dict[str, str], log_path: str) -> None:
