@@ -8,6 +8,13 @@ from handler.jobs import JobRef
 from handler.ledger.records import QueueEntry, Records, Step, queue_key
 from handler.ledger.store import Record, Write
 
+# A due index that lags its table (DynamoDB's) shows a write within this long. The drainer allows
+# this long for entries it was not told of by key (handler.retrier.Retrier.drain).
+INDEX_LAG_S = 2.0
+# How far down a lagging index `_due` reads past rows that are no longer due (the entries taken or
+# deleted while it lagged: a few batches' worth) before it takes what it has.
+_INDEX_READ_MAX = 2000
+
 
 class DueQueue(Records):
     def enqueue(
@@ -44,30 +51,23 @@ class DueQueue(Records):
 
         self._cas([qk], change)
 
-    def has_due(self) -> bool:
-        return bool(self.store.due(self.clock(), 1))
+    def has_due(self, known: set[str] | None = None) -> bool:
+        return bool(self._due(self.clock(), 1, known))
 
-    def next_due(self, within_s: float) -> float | None:
+    def next_due(self, within_s: float, known: set[str] | None = None) -> float | None:
         """When the earliest entry comes due, if that is within `within_s` from now."""
-        keys = self.store.due(self.clock() + within_s, 1)
-        rec = self.store.get(keys).get(keys[0]) if keys else None
-        return float(rec.value["due_at"]) if rec is not None else None
+        due = self._due(self.clock() + within_s, 1, known)
+        return float(next(iter(due.values())).value["due_at"]) if due else None
 
-    def take(self, limit: int, lease_s: float) -> list[QueueEntry]:
-        """Lease up to `limit` due entries for this owner; no two flushers get the same entry."""
+    def take(self, limit: int, lease_s: float, known: set[str] | None = None) -> list[QueueEntry]:
+        """Lease up to `limit` due entries for this owner; no two flushers get the same entry.
+        `known` (see `_due`) gains the keys taken: a notice that comes while they are leased
+        makes them due again, and the caller then sees it without the index."""
         now = self.clock()
-        keys = self.store.due(now, limit)
-        if not keys:
-            return []
-        recs = self.store.get(keys)
+        due = self._due(now, limit, known)
         picked: list[tuple[QueueEntry, Write]] = []
-        for k in keys:
-            rec = recs.get(k)
-            if rec is None:
-                continue
+        for k, rec in due.items():
             entry = QueueEntry.from_record(rec)
-            if entry.due_at > now:
-                continue
             entry.owner, entry.lease_until, entry.due_at = self.owner, now + lease_s, now + lease_s
             picked.append((entry, Write(k, entry.value(), rec.version, due_at=entry.due_at)))
         if not picked:
@@ -78,7 +78,43 @@ class DueQueue(Records):
             taken = [e for e, w in picked if self.store.commit([w])]
         for e in taken:
             e.version += 1
+        if known is not None:
+            known.update(queue_key(e.job) for e in taken)
         return taken
+
+    def _due(self, now: float, limit: int, known: set[str] | None) -> dict[str, Record]:
+        """Up to `limit` entries due by `now`, earliest first, as read consistently: the due index
+        finds them, and may lag the table (DynamoDB's), so it can miss a new entry and still list
+        one that was deleted or leased. `known` holds keys the caller knows of without the index
+        (those its invocation wrote, those knocked on the drainer's record, those it took); each
+        is read too, and dropped once it is gone. Entries the index lists but the table no longer
+        holds as due are skipped, and the index asked further, so they cost no API call and hide
+        nothing behind them."""
+        read = set(known or ())
+        recs = self.store.get(list(read)) if read else {}
+        if known is not None:
+            known.intersection_update(k for k, rec in recs.items() if self._still_known(rec))
+        ask = limit
+        while True:
+            listed = self.store.due(now, ask)
+            unread = [k for k in listed if k not in read]
+            read.update(unread)
+            recs.update(self.store.get(unread) if unread else {})
+            due = sorted(((k, r) for k, r in recs.items() if float(r.value["due_at"]) <= now),
+                         key=lambda kr: float(kr[1].value["due_at"]))
+            if len(due) >= limit or len(listed) < ask or ask >= _INDEX_READ_MAX:
+                return dict(due[:limit])
+            ask = min(ask * 4, _INDEX_READ_MAX)
+
+
+    def _still_known(self, rec: Record) -> bool:
+        """A known key is read again until its entry is gone, unless the entry comes due so late
+        that the index shows it by then. An entry leased to this owner stays: finishing it may
+        make it due at once (a notice came meanwhile)."""
+        now, value = self.clock(), rec.value
+        if value.get("owner") == self.owner and float(value.get("lease_until") or 0) > now:
+            return True
+        return float(value["due_at"]) <= now + INDEX_LAG_S
 
     def finish_step(self, entry: QueueEntry) -> Step:
         """Done with a taken entry. If a notice arrived meanwhile, the entry stays, due now."""
