@@ -323,7 +323,7 @@ def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: De
         observer.info("continuation done", taken=report.taken, retried=len(report.retried),
                       stopped=report.stopped)
         return Answer(200, {"retried": report.retried, "stopped": report.stopped},
-                      more_due=_worth_continuing(report))
+                      more_due=_worth_continuing(report, chained=True))
     if trigger.kind in ("timer", "pull"):
         report = retrier.sweep(deadline)
         observer.info("sweep done", taken=report.taken, retried=len(report.retried),
@@ -458,11 +458,12 @@ def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accept
     return report.retried, _worth_continuing(report)
 
 
-def _worth_continuing(report: FlushReport) -> bool:
-    """Out of time with work due, and making progress: a burst, which a continuation drains now.
-    Work that retries nothing (a backoff, no credentials) waits for the timer instead of chaining
-    invocations that each run to their limit."""
-    return report.stopped == "time" and bool(report.retried)
+def _worth_continuing(report: FlushReport, chained: bool = False) -> bool:
+    """Out of time with work waiting when the drainer left: a burst, or notices that came while
+    it drained, which a continuation drains now. A continuation that retried nothing starts no
+    other: work that retries nothing (a backoff, no credentials, API turns that are another
+    instance's) waits for the timer instead of chaining invocations that each run to their limit."""
+    return report.stopped == "time" and report.left_due and (bool(report.retried) or not chained)
 
 
 def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 from handler.jobs import JobRef
 from handler.ledger import Ledger
+from handler.ledger.due import INDEX_LAG_S
+from handler.ledger.records import queue_key
+from handler.ledger.turns import MAX_KNOCKS
 from handler.observe import Observer
 from handler.policy import Policy
 from handler.retrier.flush import MALFORMED_ID, Flusher, FlushReport, Gateway
@@ -28,6 +31,9 @@ from handler.tags import TagMemory
 
 if TYPE_CHECKING:
     from handler.notify import Notifications
+
+# While the drainer waits for the index to show entries it was not told of, it looks this often.
+INDEX_POLL_S = 0.25
 
 __all__ = ["MALFORMED_ID", "Deadline", "FlushReport", "Gateway", "NoTurn", "OutOfTime", "Retrier",
            "Settings"]
@@ -57,6 +63,9 @@ class Retrier:
                                rng, tags, notifications.announcer() if notifications else None)
         self.sweeper = Sweeper(ledger, gateway, policy, self.settings, Observer(), pacer, clock)
         self.observer = observer or Observer()
+        # The queue keys this invocation wrote (a Retrier serves one invocation): the drainer
+        # reads them, or is told of them, without the due index.
+        self._wrote: list[str] = []
 
     @property
     def observer(self) -> Observer:
@@ -69,21 +78,43 @@ class Retrier:
 
     def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str]) -> None:
         self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars)
+        self._wrote.append(queue_key(job))
         self.observer.count("notices.enqueued")
 
     def flush(self, deadline: Deadline, wait: bool = False) -> FlushReport:
         return self.flusher.flush(deadline, wait)
 
-    def drain(self, deadline: Deadline, wait: bool = True, linger_s: float = 0.0) -> FlushReport:
+    def drain(self, deadline: Deadline, wait: bool = True, linger_s: float = 0.0,
+              known: set[str] | None = None, written: set[str] | None = None) -> FlushReport:
         """Flush until nothing is due or time runs out. With `linger_s`, an entry coming due that
-        soon (a short backoff) is waited for rather than left to the next timer."""
+        soon (a short backoff) is waited for rather than left to the next timer.
+
+        The drainer (see `pump`) also reads entries by key, where the due index may not show them
+        yet: `known` before every flush, together with the keys knocked on its record; `written`
+        (the rest of what its invocation wrote) once the index shows nothing due. After a knock
+        that could not name its keys, nothing is taken as idle until the index has had
+        `INDEX_LAG_S` to show them."""
         total = FlushReport()
+        unnamed_until = 0.0
         while True:
-            report = self.flush(deadline, wait=wait)
+            if known is not None:
+                knocks = self.ledger.collect_knocks()
+                known.update(knocks.keys)
+                if knocks.unnamed:
+                    unnamed_until = self.clock() + INDEX_LAG_S
+            report = self.flusher.flush(deadline, wait, known)
             total.add(report)
+            if report.stopped == "idle" and known is not None and written:
+                due = self.ledger.has_due(written)  # read by key; keeps what still waits
+                known.update(written)
+                written.clear()
+                if due:
+                    continue
             if report.stopped == "idle" and linger_s > 0:
                 horizon = min(linger_s, deadline.remaining() - self.gateway.timeout_s * 2 - 1)
-                due_at = self.ledger.next_due(horizon) if horizon > 0 else None
+                due_at = self.ledger.next_due(horizon, known) if horizon > 0 else None
+                if due_at is None and unnamed_until > self.clock() and horizon > 0:
+                    due_at = min(unnamed_until, self.clock() + INDEX_POLL_S)
                 if due_at is not None:
                     self.sleep(max(0.0, due_at - self.clock()) + 0.001)
                     continue
@@ -94,21 +125,39 @@ class Retrier:
 
     def pump(self, deadline: Deadline, linger_s: float = 5.0) -> FlushReport:
         """After a notice: drain for the whole fleet if no other invocation is draining, else
-        return at once (the drainer will see our entry). Under a burst this makes one invocation
-        flush full batches at the API's pace while the others only enqueue."""
+        knock with the keys this invocation wrote and return at once (the drainer takes them).
+        Under a burst this makes one invocation flush full batches at the API's pace while the
+        others only enqueue.
+
+        The hand-off does not rest on the due index, which may lag (DynamoDB's): the drainer
+        reads the keys it was told of consistently, and it leaves only after a last look at its
+        record finds no knock it has not taken. Whatever stopped the drain, that look is taken:
+        after `idle` or `busy` (the API's turns were another instance's) it drains again while
+        time is left; after `time` it says in `left_due` that work is waiting, for a
+        continuation (handler.ingress) to take."""
         total = FlushReport()
+        # The keys written since the last pump (a pull tick pumps after each read of the queue).
+        # A knock names the latest (more would not fit the drainer's record); the drainer reads
+        # those before every flush, the rest once the index shows nothing.
+        wrote, self._wrote = list(dict.fromkeys(self._wrote)), []
+        named, unnamed = wrote[-MAX_KNOCKS:], max(0, len(wrote) - MAX_KNOCKS)
+        known, written = set(named), set(wrote[:unnamed])
         while True:
-            if not self.ledger.acquire_drainer(max(deadline.remaining(), 1.0) + 5.0):
+            if not self.ledger.acquire_drainer(max(deadline.remaining(), 1.0) + 5.0,
+                                               knock=named, unnamed=unnamed):
                 total.stopped = total.stopped or "busy"
                 return total
             try:
-                report = self.drain(deadline, wait=True, linger_s=linger_s)
+                report = self.drain(deadline, wait=True, linger_s=linger_s, known=known,
+                                    written=written)
             finally:
-                self.ledger.release_drainer()
+                left = self.ledger.release_drainer()
             total.add(report)
+            known.update(left.keys)  # (its unnamed count stays on the record, for the next drain)
             # A notice that saw our lease and left relies on this second look.
-            if report.stopped == "time" or not self.ledger.has_due():
-                total.stopped = report.stopped
+            total.left_due = bool(left) or self.ledger.has_due(known | written)
+            total.stopped = report.stopped
+            if not total.left_due or report.stopped == "time":
                 return total
 
     def deliver_notices(self, deadline: Deadline) -> None:

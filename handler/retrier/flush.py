@@ -52,6 +52,7 @@ class FlushReport:
     retried: list[str] = field(default_factory=list)
     api_calls: int = 0
     stopped: str | None = None  # why the drain stopped early: "time", "idle", "busy"
+    left_due: bool = False  # work was waiting when the drainer left (see Retrier.pump)
 
     def add(self, other: FlushReport) -> None:
         self.taken += other.taken
@@ -80,21 +81,23 @@ class Flusher:
         self.clock = clock
         self.rng = rng or random.Random()
 
-    def flush(self, deadline: Deadline, wait: bool = False) -> FlushReport:
+    def flush(self, deadline: Deadline, wait: bool = False, known: set[str] | None = None
+              ) -> FlushReport:
         """One group commit. With `wait` False it gives up at once when the API's turn is taken by
-        another instance."""
+        another instance. `known`: queue keys to look at besides the due index (see
+        `DueQueue.take`)."""
         report = FlushReport()
         # Each call checks again that it still fits; a flush starts if one does.
         if not deadline.fits(self.gateway.timeout_s + 1):
             report.stopped = "time"
             return report
-        if not self.ledger.has_due():
+        if not self.ledger.has_due(known):
             report.stopped = "idle"
             return report
         by_region: dict[str, list[QueueEntry]] = defaultdict(list)
         try:
             with self.pacer.turn("DescribeJobs", deadline, wait):
-                entries = self.ledger.take(MAX_IDS_PER_CALL, self.settings.lease_s)
+                entries = self.ledger.take(MAX_IDS_PER_CALL, self.settings.lease_s, known)
                 report.taken = len(entries)
                 if not entries:
                     report.stopped = "idle"
@@ -103,11 +106,8 @@ class Flusher:
                     by_region[e.job.region].append(e)
                 region, group = next(iter(by_region.items()))
                 views = self._describe(region, group, report)
-        except NoTurn:
-            report.stopped = "busy"
-            return report
-        except OutOfTime:
-            report.stopped = "time"
+        except OutOfTime as e:
+            report.stopped = _stop_reason(e)
             return report
         regions = list(by_region.items())
         for i, (region, group) in enumerate(regions):
@@ -116,9 +116,9 @@ class Flusher:
                     with self.pacer.turn("DescribeJobs", deadline):
                         views = self._describe(region, group, report)
                 self._verify(region, group, views, deadline, report)
-            except OutOfTime:
+            except OutOfTime as stop:
                 self._apply([self.ledger.defer_step(e, self.clock()) for e in group])
-                report.stopped = "time"
+                report.stopped = _stop_reason(stop)
         return report
 
     def _describe(self, region: str, entries: list[QueueEntry], report: FlushReport
@@ -349,9 +349,9 @@ class Flusher:
                 batch = safe
                 report.api_calls += 1
                 request_id = self.gateway.retry_jobs(region, [c.key.job_id for c in batch])
-        except OutOfTime:
+        except OutOfTime as e:
             self._give_back(batch, "no RetryJobs turn in time")
-            report.stopped = "time"
+            report.stopped = _stop_reason(e)
             return
         except ApiError as e:
             self._retry_failed(batch, e)
@@ -413,3 +413,9 @@ class Flusher:
         ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (step - 1))
         return self.ledger.defer_step(entry, self.clock() + self.rng.uniform(0, ceiling),
                                       backoff_step=step)
+
+
+def _stop_reason(e: OutOfTime) -> str:
+    """`busy` when the API's turns were all another instance's (`NoTurn`): this invocation still
+    has time, and whoever drains looks again; `time` when this invocation's own time ran out."""
+    return "busy" if isinstance(e, NoTurn) else "time"

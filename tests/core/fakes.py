@@ -19,12 +19,14 @@ class FakeGateway:
     apply_on_error: bool = False  # with an AMBIGUOUS error: was the call applied anyway?
     apply_some_then_refuse: bool = False  # a refused batch still retried its FAILED jobs
     detail_calls: int = 0
+    described: list[list[str]] = field(default_factory=list)  # the ids of each DescribeJobs call
 
     def fail(self, job_id: str, end_time: str, state: str = "FAILED") -> None:
         self.jobs[job_id] = {"JobId": job_id, "JobState": state, "EndTime": end_time,
                              "JobName": f"name-{job_id}"}
 
     def describe_jobs(self, region: str, job_ids: list[str]) -> dict[str, JobView]:
+        self.described.append(list(job_ids))
         return {j: JobView.model_validate(self.jobs[j]) for j in job_ids if j in self.jobs}
 
     def list_jobs(self, region: str, state: str, offset: int, limit: int = 100

@@ -276,3 +276,57 @@ def test_a_failed_job_without_a_usable_end_time_is_skipped_with_a_reason(tmp_pat
         assert record is not None
         assert record["decisions"][-1]["reason"].startswith("bad_end_time")
     assert list(r.ledger.queue()) == []
+
+
+def notified(tmp_path: Path, clock: Clock) -> tuple[FakeGateway, Retrier]:
+    """A failed job whose notice is enqueued, on an instance that waits 0.5 s at most for a turn
+    of the API's limit."""
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    r = make(tmp_path, clock, gw, max_token_wait_s=0.5)
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    return gw, r
+
+
+def hold_api_turns(r: Retrier, clock: Clock, action: str = "DescribeJobs") -> None:
+    """Another instance takes every turn of a second to call `action`, for calls it never reports
+    done: they count as in flight for two call timeouts (2 s with FakeGateway's), then as
+    finished."""
+    other = Ledger(r.ledger.store, clock=clock, owner="other")
+    for _ in range(2):
+        assert other.take_token(action, 2.0, 1.0).slot is not None
+        clock.sleep(0.5)
+
+
+def test_a_flush_that_gets_no_api_turn_stops_busy_not_out_of_time(tmp_path: Path,
+                                                                  clock: Clock) -> None:
+    gw, r = notified(tmp_path, clock)
+    hold_api_turns(r, clock, "DescribeJobs")
+    assert r.drain(deadline(clock)).stopped == "busy"
+    clock.sleep(3)  # the DescribeJobs turns are free again…
+    hold_api_turns(r, clock, "RetryJobs")  # …and the job, described, gets no RetryJobs turn
+    assert r.drain(deadline(clock)).stopped == "busy"
+    assert gw.retried == [] and len(gw.described) == 1
+
+
+def test_a_drainer_that_got_no_api_turn_looks_again_while_its_time_lasts(tmp_path: Path,
+                                                                         clock: Clock) -> None:
+    gw, r = notified(tmp_path, clock)
+    hold_api_turns(r, clock, "RetryJobs")  # free again 3 s on, within the 60 s of the invocation
+    report = r.pump(deadline(clock))
+    assert gw.retried == [["job-00000001"]]
+    assert report.stopped == "idle"
+    assert not report.left_due
+
+
+def test_a_drainer_out_of_time_with_work_left_hands_it_to_one_continuation(tmp_path: Path,
+                                                                           clock: Clock) -> None:
+    from handler.ingress import _worth_continuing
+
+    gw, r = notified(tmp_path, clock)
+    hold_api_turns(r, clock)  # busy for longer than the invocation lasts
+    report = r.pump(Deadline(clock.now + 2.5, clock))
+    assert report.stopped == "time" and report.retried == [] and gw.retried == []
+    assert report.left_due
+    assert _worth_continuing(report)  # the notice's invocation starts a continuation…
+    assert not _worth_continuing(report, chained=True)  # …which, retrying nothing, starts no other
