@@ -459,11 +459,11 @@ def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accept
 
 
 def _worth_continuing(report: FlushReport, chained: bool = False) -> bool:
-    """Out of time with work waiting when the drainer left: a burst, or notices that came while
-    it drained, which a continuation drains now. A continuation that retried nothing starts no
-    other: work that retries nothing (a backoff, no credentials, API turns that are another
-    instance's) waits for the timer instead of chaining invocations that each run to their limit."""
-    return report.stopped == "time" and report.left_due and (bool(report.retried) or not chained)
+    """Out of time, and either making progress (a burst, which a continuation drains now) or
+    leaving work no drainer has tried (notices that came while it drained). A continuation that
+    retried nothing starts no other, and work whose calls failed (a backoff, no credentials) waits
+    for the timer, instead of chaining invocations that each run to their limit."""
+    return report.stopped == "time" and (bool(report.retried) or (report.left_due and not chained))
 
 
 def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,

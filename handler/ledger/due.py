@@ -51,8 +51,10 @@ class DueQueue(Records):
 
         self._cas([qk], change)
 
-    def has_due(self, known: set[str] | None = None) -> bool:
-        return bool(self._due(self.clock(), 1, known))
+    def has_due(self, known: set[str] | None = None, untried: bool = False) -> bool:
+        """Whether an entry is due now. With `untried`, only one no API failure has deferred (one
+        whose call failed waits out its backoff, for a drainer or the timer)."""
+        return bool(self._due(self.clock(), 1, known, untried))
 
     def next_due(self, within_s: float, known: set[str] | None = None) -> float | None:
         """When the earliest entry comes due, if that is within `within_s` from now."""
@@ -82,7 +84,8 @@ class DueQueue(Records):
             known.update(queue_key(e.job) for e in taken)
         return taken
 
-    def _due(self, now: float, limit: int, known: set[str] | None) -> dict[str, Record]:
+    def _due(self, now: float, limit: int, known: set[str] | None, untried: bool = False
+             ) -> dict[str, Record]:
         """Up to `limit` entries due by `now`, earliest first, as read consistently: the due index
         finds them, and may lag the table (DynamoDB's), so it can miss a new entry and still list
         one that was deleted or leased. `known` holds keys the caller knows of without the index
@@ -100,7 +103,8 @@ class DueQueue(Records):
             unread = [k for k in listed if k not in read]
             read.update(unread)
             recs.update(self.store.get(unread) if unread else {})
-            due = sorted(((k, r) for k, r in recs.items() if float(r.value["due_at"]) <= now),
+            due = sorted(((k, r) for k, r in recs.items() if float(r.value["due_at"]) <= now
+                          and not (untried and r.value.get("backoff_step"))),
                          key=lambda kr: float(kr[1].value["due_at"]))
             if len(due) >= limit or len(listed) < ask or ask >= _INDEX_READ_MAX:
                 return dict(due[:limit])

@@ -133,8 +133,8 @@ class Retrier:
         reads the keys it was told of consistently, and it leaves only after a last look at its
         record finds no knock it has not taken. Whatever stopped the drain, that look is taken:
         after `idle` or `busy` (the API's turns were another instance's) it drains again while
-        time is left; after `time` it says in `left_due` that work is waiting, for a
-        continuation (handler.ingress) to take."""
+        time is left; after `time` it says in `left_due` that work nobody has tried is waiting,
+        for a continuation (handler.ingress) to take."""
         total = FlushReport()
         # The keys written since the last pump (a pull tick pumps after each read of the queue).
         # A knock names the latest (more would not fit the drainer's record); the drainer reads
@@ -154,9 +154,12 @@ class Retrier:
                 left = self.ledger.release_drainer()
             total.add(report)
             known.update(left.keys)  # (its unnamed count stays on the record, for the next drain)
-            # A notice that saw our lease and left relies on this second look.
-            total.left_due = bool(left) or self.ledger.has_due(known | written)
             total.stopped = report.stopped
+            # A notice that saw our lease and left relies on this second look. Out of time, what
+            # counts is work no drainer has tried yet: an entry whose call failed waits out its
+            # backoff, for whoever drains next or the timer.
+            total.left_due = bool(left) or self.ledger.has_due(known | written,
+                                                               untried=report.stopped == "time")
             if not total.left_due or report.stopped == "time":
                 return total
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -330,3 +331,20 @@ def test_a_drainer_out_of_time_with_work_left_hands_it_to_one_continuation(tmp_p
     assert report.left_due
     assert _worth_continuing(report)  # the notice's invocation starts a continuation…
     assert not _worth_continuing(report, chained=True)  # …which, retrying nothing, starts no other
+
+
+def test_a_drainer_out_of_time_whose_calls_failed_leaves_them_to_the_timer(tmp_path: Path,
+                                                                           clock: Clock) -> None:
+    from handler.ingress import _worth_continuing
+
+    class NoJitter(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return a  # each backoff ends at once: the entry is due again when time runs out
+
+    gw, r = notified(tmp_path, clock)
+    gw.fail_next = [ApiError("RetryJobs", ErrorKind.THROTTLED, "RequestLimitExceeded", "slow")] * 3
+    r.flusher.rng = NoJitter()
+    report = r.pump(Deadline(clock.now + 2.5, clock))
+    assert report.stopped == "time" and gw.retried == []
+    assert not report.left_due  # due again, but tried: its backoff is the timer's business
+    assert not _worth_continuing(report)
