@@ -91,6 +91,8 @@ class SoakResult:
     outage_pushes_5xx: int = 0  # 5xx answers while the store was down
     outage_redelivered_ok: int = 0  # of the messages answered 5xx in the outage, later answered 2xx
     outage_lost: int = 0  # messages answered 5xx in the outage and never 2xx
+    # Seconds (real) from each job's first failure to its first applied retry, for jobs retried.
+    first_retry_s: list[float] = field(default_factory=list)
     kills: int = 0
     kills_in_retry: int = 0
     restarts: int = 0
@@ -139,6 +141,18 @@ class SoakResult:
             f"{self.retries / max(self.retry_applied_calls, 1):.1f} jobs per applied call",
             f"retries: {self.retries} applied, {self.due} due",
         ]
+        if self.first_retry_s:
+            waits = sorted(self.first_retry_s)
+            p50, top = waits[len(waits) // 2], waits[-1]
+            # The API's floor for a wave's jobs failing together: a DescribeJobs turn, then one
+            # RetryJobs turn per 100 jobs, at 2 calls/s each (in real seconds at the speedup).
+            per_wave = max(1, -(-c.jobs // c.waves))
+            floor = (1 + -(-per_wave // 100)) * 0.5 / c.speedup
+            # Real seconds: the function's leases have floors in real time (a lease shorter than
+            # a few seconds would be lost to a busy machine), so scaling them up would mislead.
+            lines.append(f"first retry after a job's first failure: median {p50:.2f} s, max "
+                         f"{top:.2f} s (real seconds at x{c.speedup:g}); the API's floor for a "
+                         f"wave {floor:.2f} s")
         if c.kill_every or c.kill_on_retry:
             lines.append(f"crashes: {self.kills} SIGKILLs ({self.kills_in_retry} while a RetryJobs answer "
                          f"was on its way), {self.restarts} restarts")
@@ -323,6 +337,17 @@ def run_soak(config: SoakConfig) -> SoakResult:
 
     emu.record = record_and_maybe_kill  # type: ignore[method-assign]
 
+    # When each job first failed, for the time to its first retry.
+    failed_at: dict[str, float] = {}
+    on_change = emu.fleet.on_change
+
+    def note_failure(job: Any, event: str) -> None:
+        if event == "JOB_FAILED":
+            failed_at.setdefault(job.job_id, time.time())
+        on_change(job, event)
+
+    emu.fleet.on_change = note_failure
+
     def killer() -> None:
         while not stop.wait(rng.uniform(0.5, 1.5) * config.kill_every):
             functions.kill_one()
@@ -412,6 +437,12 @@ def run_soak(config: SoakConfig) -> SoakResult:
     result.retry_calls = len(retry_calls)
     result.retry_applied_calls = sum(1 for c in retry_calls
                                      if c["error"] is None and c["fault"] in (None, "lost_answer"))
+    first_retry: dict[str, float] = {}
+    for c in retry_calls:
+        if c["error"] is None and c["fault"] in (None, "lost_answer"):
+            for job in (c["params"] or {}).get("JobIds") or ():
+                first_retry[job] = min(first_retry.get(job, c["t"]), c["t"])
+    result.first_retry_s = [t - failed_at[j] for j, t in first_retry.items() if j in failed_at]
     result.retry_refused_not_failed = sum(1 for c in retry_calls if c["error"] == "UnsupportedOperation")
     pushes = emu.pushes
     result.pushes = len(pushes)

@@ -72,6 +72,21 @@ class Cursors(Records):
         result: bool = self.apply([self.move_walk_step(cursor, lease_s)])[0]
         return result
 
+    def renew_walk(self, region: str, lease_s: float, holder: str | None = None) -> bool:
+        """Hold the region's walk `lease_s` longer (from now) without moving its cursor, if it is
+        still `holder`'s (by default this thread's); False if it is not."""
+        ck, who = cursor_key(region), holder or self.holder
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
+            rec = self._live(recs, ck)
+            if rec is None or rec.value.get("owner") != who:
+                return [], False
+            cur = SweepCursor.from_value(region, rec.value)
+            return [self._write(recs, replace(cur, lease_until=self.clock() + lease_s))], True
+
+        result: bool = self._cas([ck], change)
+        return result
+
     def release_walk(self, cursor: SweepCursor) -> bool:
         """Save where the walk stopped and let the next sweeper take it at once."""
         result: bool = self.apply([self.move_walk_step(cursor, 0.0)])[0]

@@ -3,6 +3,7 @@ drains the queue for everyone."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,42 +14,49 @@ from handler.ledger.store import Record, Value, Write
 class Turns(Records):
     def take_token(self, action: str, rate_per_s: float, window_s: float = 1.0,
                    call_s: float = 10.0) -> Token:
-        """Take a turn to call `action`, shared by every instance. The API allows `rate_per_s *
-        window_s` calls in any window of `window_s` and counts them when they *arrive*, which is
-        after the grant by however long the caller takes to send. So besides spacing grants
-        1/rate apart, a grant waits until the call that many grants back has finished (an arrival
-        lies before its answer) and a window has passed since; a call never reported done (its
-        caller died) is taken as finished `call_s` after its grant."""
+        """Take a turn to call `action`, shared by every instance, so that the calls *arrive* at
+        the API at least `spacing` apart: `window_s` over the calls allowed in it (`rate_per_s *
+        window_s`, rounded down), 1/rate for Tencent's whole-number limits.
+
+        Tencent's "2 requests per second" does not say how it counts. Spaced arrivals keep within
+        every reading: k arrivals span at least (k-1)·spacing, so a window of `window_s` (which
+        holds only a span shorter than itself) holds `rate_per_s * window_s` of them at most; and
+        a token bucket refilled at that rate has a token back by each arrival, whatever its burst
+        (one token, an API gateway's limit without burst allowance, is the strictest).
+
+        When a call arrives is known only to lie after its grant and before its answer. So a
+        turn is granted once the previous call has its answer (`call_done`) and `spacing` has
+        passed since: one call of an action is in flight across the fleet, and at the API's
+        ceiling each call costs its round trip on top of `spacing`. A call never reported done
+        (its caller died) is taken as answered `call_s` after its grant."""
         tk = token_key(action)
-        interval = 1.0 / rate_per_s
-        limit = max(1, round(rate_per_s * window_s))
-        poll = max(0.005, window_s / 50)
+        spacing = window_s / max(1, math.floor(rate_per_s * window_s + 1e-9))
+        poll = max(0.005, spacing / 25)
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], Token]:
             now = self.clock()
             rec = recs.get(tk)
             value = rec.value if rec else {}
-            next_at = float(value.get("next_at", 0.0))
-            if next_at > now:
-                return [], Token(next_at - now, None)
-            slots: list[list[float | None]] = [list(x) for x in value.get("slots", [])]
-            if len(slots) >= limit:
-                at, done = slots[-limit]
+            slots = value.get("slots") or []
+            if slots:
+                at, done = slots[-1]
                 if done is None:
-                    free_at = float(at or 0.0) + call_s + window_s
+                    free_at = float(at or 0.0) + call_s + spacing
                     if free_at > now:
                         return [], Token(min(poll, free_at - now), None)
-                elif float(done) + window_s > now:
-                    return [], Token(float(done) + window_s - now, None)
-            slots = [*slots, [now, None]][-limit:]
-            return [Write(tk, {"next_at": now + interval, "slots": slots},
+                elif float(done) + spacing > now:
+                    return [], Token(float(done) + spacing - now, None)
+            # `next_at` keeps an instance of the version that let two calls be in flight
+            # (during a deployment) from granting sooner than `spacing`.
+            return [Write(tk, {"next_at": now + spacing, "slots": [[now, None]]},
                           rec.version if rec else 0, expires_at=now + 3600)], Token(0.0, now)
 
         result: Token = self._cas([tk], change)
         return result
 
     def call_done(self, action: str, slot: float) -> None:
-        """The call granted at `slot` has its answer (or failed): it can no longer arrive."""
+        """The call granted at `slot` has its answer (or failed): it can no longer arrive, and the
+        next turn comes `spacing` after now."""
         tk = token_key(action)
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], None]:
@@ -58,7 +66,7 @@ class Turns(Records):
             slots = [list(x) for x in rec.value.get("slots", [])]
             mine = [x for x in slots if x[0] == slot and x[1] is None]
             if not mine:
-                return [], None  # already pushed out of the window by later grants
+                return [], None  # taken as answered already (see take_token's `call_s`)
             mine[0][1] = self.clock()
             return [Write(tk, dict(rec.value, slots=slots), rec.version, expires_at=rec.expires_at)], None
 
@@ -89,18 +97,44 @@ class Turns(Records):
         result: bool = self._cas([DRAINER_KEY], change)
         return result
 
-    def collect_knocks(self) -> Knocks:
-        """The drainer takes the keys knocked since it last looked (only the lease holder does)."""
+    def renew_drainer(self, lease_s: float, holder: str | None = None) -> bool:
+        """Hold the drainer's lease `lease_s` longer (from now), if it is still `holder`'s (by
+        default this thread's; a thread that keeps the lease for another names it). False if it is
+        not: another instance took it after ours ran out, or it was released. A drainer that dies
+        stops renewing, and the next notice takes over once the short lease runs out."""
+        who = holder or self.holder
 
-        def change(recs: dict[str, Record]) -> tuple[list[Write], Knocks]:
+        def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
             rec = recs.get(DRAINER_KEY)
-            if rec is None or rec.value.get("owner") != self.holder or not _pending(rec.value):
+            if rec is None or rec.value.get("owner") != who:
+                return [], False
+            now = self.clock()
+            return [Write(DRAINER_KEY, dict(rec.value, lease_until=now + lease_s), rec.version,
+                          expires_at=now + lease_s + 3600)], True
+
+        result: bool = self._cas([DRAINER_KEY], change)
+        return result
+
+    def collect_knocks(self, lease_s: float | None = None) -> Knocks | None:
+        """The drainer takes the keys knocked since it last looked (only the lease holder does),
+        and with `lease_s` holds its lease that much longer from now. None if the lease is no
+        longer this thread's."""
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], Knocks | None]:
+            rec = recs.get(DRAINER_KEY)
+            if rec is None or rec.value.get("owner") != self.holder:
+                return [], None
+            if not _pending(rec.value) and lease_s is None:
                 return [], Knocks()
+            now = self.clock()
             value = {k: v for k, v in rec.value.items() if k not in ("knocks", "unnamed")}
-            return [Write(DRAINER_KEY, value, rec.version, expires_at=rec.expires_at)], \
+            expires_at = rec.expires_at
+            if lease_s is not None:
+                value["lease_until"], expires_at = now + lease_s, now + lease_s + 3600
+            return [Write(DRAINER_KEY, value, rec.version, expires_at=expires_at)], \
                 _knocks(rec.value)
 
-        result: Knocks = self._cas([DRAINER_KEY], change)
+        result: Knocks | None = self._cas([DRAINER_KEY], change)
         return result
 
     def release_drainer(self) -> Knocks:

@@ -24,6 +24,7 @@ from handler.ledger.turns import MAX_KNOCKS
 from handler.observe import Observer
 from handler.policy import Policy
 from handler.retrier.flush import MALFORMED_ID, Flusher, FlushReport, Gateway
+from handler.retrier.heartbeat import Heartbeat
 from handler.retrier.pacing import Deadline, NoTurn, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 from handler.retrier.sweep import Sweeper
@@ -93,12 +94,17 @@ class Retrier:
         yet: `known` before every flush, together with the keys knocked on its record; `written`
         (the rest of what its invocation wrote) once the index shows nothing due. After a knock
         that could not name its keys, nothing is taken as idle until the index has had
-        `INDEX_LAG_S` to show them."""
+        `INDEX_LAG_S` to show them. Each of those looks renews the drainer's lease; once the lease
+        is another's, the drain stops as `busy`."""
         total = FlushReport()
         unnamed_until = 0.0
         while True:
             if known is not None:
-                knocks = self.ledger.collect_knocks()
+                knocks = self.ledger.collect_knocks(self.settings.renewed_lease_s)
+                if knocks is None:  # our lease ran out and another drainer took over
+                    total.stopped = "busy"
+                    self._settle_tags(deadline)
+                    return total
                 known.update(knocks.keys)
                 if knocks.unnamed:
                     unnamed_until = self.clock() + INDEX_LAG_S
@@ -142,14 +148,19 @@ class Retrier:
         wrote, self._wrote = list(dict.fromkeys(self._wrote)), []
         named, unnamed = wrote[-MAX_KNOCKS:], max(0, len(wrote) - MAX_KNOCKS)
         known, written = set(named), set(wrote[:unnamed])
+        lease_s, holder = self.settings.renewed_lease_s, self.ledger.holder
         while True:
-            if not self.ledger.acquire_drainer(max(deadline.remaining(), 1.0) + 5.0,
-                                               knock=named, unnamed=unnamed):
+            if not self.ledger.acquire_drainer(lease_s, knock=named, unnamed=unnamed):
                 total.stopped = total.stopped or "busy"
                 return total
+            # A short lease, renewed while the drain runs: if this instance dies, the next notice
+            # drains within `lease_s` instead of waiting out this invocation's whole deadline.
+            keeping = Heartbeat(lambda: self.ledger.renew_drainer(lease_s, holder), lease_s,
+                                self.observer, "drainer")
             try:
-                report = self.drain(deadline, wait=True, linger_s=linger_s, known=known,
-                                    written=written)
+                with keeping:
+                    report = self.drain(deadline, wait=True, linger_s=linger_s, known=known,
+                                        written=written)
             finally:
                 left = self.ledger.release_drainer()
             total.add(report)

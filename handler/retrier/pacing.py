@@ -38,8 +38,16 @@ class Deadline:
         return self.remaining() >= call_s
 
 
+# A call whose caller died before reporting it done (`call_done`) is taken as answered this long
+# after its client's timeout: the client sends its request once connected, within that timeout, so
+# it cannot arrive later. Until then the action's turn stays taken across the fleet.
+SEND_MARGIN_S = 1.0
+
+
 class Pacer:
-    """Takes turns of the account-wide limits from the ledger for every API call."""
+    """Takes turns of the account-wide limits from the ledger for every API call. The turns keep
+    the calls' arrivals 1/rate apart (`Ledger.take_token`), which is within the API's limit
+    whether it counts a sliding window of one second or a token bucket of any burst."""
 
     def __init__(self, ledger: Ledger, settings: Settings, call_timeout_s: float,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -63,7 +71,7 @@ class Pacer:
         waited = 0.0
         while True:
             token = self.ledger.take_token(action, rate, self.settings.window_s,
-                                           call_s=2 * self.call_timeout_s)
+                                           call_s=self.call_timeout_s + SEND_MARGIN_S)
             if token.slot is not None:
                 return token.slot
             pause = token.wait_s

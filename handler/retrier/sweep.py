@@ -33,6 +33,7 @@ from handler.ledger.cursor import SweepCursor
 from handler.observe import Observer
 from handler.policy import Policy
 from handler.retrier.flush import FlushReport, Gateway
+from handler.retrier.heartbeat import Heartbeat
 from handler.retrier.pacing import Deadline, OutOfTime, Pacer
 from handler.retrier.settings import Settings
 
@@ -140,8 +141,13 @@ class _Walk:
             return
         if self.disordered:  # the first page, listed before the walk was ours, showed it
             self.cursor = replace(self.cursor, ascending=False, ascending_so_far=False)
+        lease_s, holder = self._lease_s(), s.ledger.holder
         try:
-            self._walk(first)
+            # The walk's lease is short and renewed while it runs: a sweeper that dies leaves the
+            # region's walk to the next timer within `lease_s`.
+            with Heartbeat(lambda: s.ledger.renew_walk(self.region, lease_s, holder), lease_s,
+                           s.observer, "sweep walk"):
+                self._walk(first)
         except _Stop:
             pass
         finally:
@@ -301,4 +307,4 @@ class _Walk:
         self._save(0)
 
     def _lease_s(self) -> float:
-        return max(1.0, self.deadline.remaining()) + 2 * self.s.pacer.call_timeout_s
+        return self.s.settings.renewed_lease_s

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from handler.gateway import ApiError, ErrorKind
-from handler.jobs import FailureKey, JobRef
+from handler.jobs import FailureKey, JobRef, JobView
 from handler.ledger import FailureState, Ledger
 from handler.ledger.sqlite import SqliteStore
 from handler.observe import Observer
@@ -220,6 +221,54 @@ def test_pump_leaves_the_queue_to_a_live_drainer(tmp_path: Path, clock: Clock) -
     assert gw.retried == [["job-00000001"]]
 
 
+def test_the_drainer_keeps_its_short_lease_through_a_call_that_outlasts_it(tmp_path: Path) -> None:
+    # Real time: the heartbeat renews on a thread of its own while the drain waits for an answer.
+    gw = FakeGateway()
+    gw.fail("job-00000001", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5)))
+    in_call, answer = threading.Event(), threading.Event()
+    describe = gw.describe_jobs
+
+    def slow_describe(region: str, job_ids: list[str]) -> dict[str, JobView]:
+        in_call.set()
+        answer.wait(10)
+        return describe(region, job_ids)
+
+    gw.describe_jobs = slow_describe  # type: ignore[method-assign]
+    ledger = Ledger(SqliteStore(str(tmp_path / "l.db")))
+    r = Retrier(ledger, gw, DefaultPolicy(), settings=Settings(renewed_lease_s=0.3),
+                observer=Observer(quiet=True))
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    pumped = threading.Thread(target=lambda: r.pump(Deadline.after(30)))
+    pumped.start()
+    assert in_call.wait(10)
+    other = Ledger(ledger.store, owner="other")
+    for _ in range(4):  # four leases long: only the renewals keep it
+        time.sleep(0.3)
+        assert not other.acquire_drainer(0.3)
+    answer.set()
+    pumped.join(10)
+    assert gw.retried == [["job-00000001"]]
+    assert other.acquire_drainer(0.3)  # let go at the end
+
+
+def test_a_drainer_that_stalled_past_its_lease_and_was_replaced_stops_busy(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    gw.fail("job-00000001", end(clock))
+    gw.fail_next.append(ApiError("RetryJobs", ErrorKind.THROTTLED, "RequestLimitExceeded", "slow"))
+    r = make(tmp_path, clock, gw, renewed_lease_s=10.0)
+    other = Ledger(r.ledger.store, clock=clock, owner="other")
+
+    def stalled(s: float) -> None:  # waiting out the backoff, the process stalls past its lease
+        clock.sleep(s + 11)
+        assert other.acquire_drainer(10)  # and another instance takes over
+
+    r.sleep = stalled  # type: ignore[method-assign]
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {})
+    assert r.pump(deadline(clock), linger_s=5).stopped == "busy"
+    assert gw.retried == []  # it made no call once the lease was another's
+
+
 def retried_once(tmp_path: Path, clock: Clock) -> tuple[FakeGateway, Retrier, JobRef, str]:
     """A job that failed, was announced and was retried once; with the EndTime of that failure."""
     gw = FakeGateway()
@@ -290,13 +339,12 @@ def notified(tmp_path: Path, clock: Clock) -> tuple[FakeGateway, Retrier]:
 
 
 def hold_api_turns(r: Retrier, clock: Clock, action: str = "DescribeJobs") -> None:
-    """Another instance takes every turn of a second to call `action`, for calls it never reports
-    done: they count as in flight for two call timeouts (2 s with FakeGateway's), then as
-    finished."""
+    """Another instance takes the turn to call `action`, for a call it never reports done: it
+    counts as in flight for a call timeout and a second (2 s with FakeGateway's), then as finished, and the
+    next turn comes 1/rate (0.5 s) later: 2 s after this returns."""
     other = Ledger(r.ledger.store, clock=clock, owner="other")
-    for _ in range(2):
-        assert other.take_token(action, 2.0, 1.0).slot is not None
-        clock.sleep(0.5)
+    assert other.take_token(action, 2.0, 1.0).slot is not None
+    clock.sleep(0.5)
 
 
 def test_a_flush_that_gets_no_api_turn_stops_busy_not_out_of_time(tmp_path: Path,

@@ -6,6 +6,7 @@ import threading
 
 from handler.jobs import FailureKey, JobRef
 from handler.ledger import ClaimOutcome, FailureState, Ledger, Store
+from handler.ledger.turns import Knocks
 from handler.policy import Action, FleetBudget, RetryDecision
 
 from .conftest import FakeClock
@@ -192,40 +193,30 @@ def test_fleet_budget_caps_retries_per_window(store: Store, clock: FakeClock) ->
     assert ledger.claim(later, retry(fleet=fleet), 30) == ClaimOutcome.CLAIMED
 
 
-def test_token_bucket_spaces_calls_across_instances(store: Store, clock: FakeClock) -> None:
-    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
-    first = a.take_token("RetryJobs", 2.0)
-    assert first.slot == clock.now
-    wait = b.take_token("RetryJobs", 2.0)
-    assert wait.slot is None and 0.49 < wait.wait_s <= 0.5
-    clock.advance(0.5)
-    assert b.take_token("RetryJobs", 2.0).slot is not None
-    assert a.take_token("DescribeJobs", 2.0).slot is not None  # buckets are per action
-
-
-def test_a_turn_waits_for_the_call_a_window_back_to_finish(store: Store, clock: FakeClock) -> None:
-    """2 calls per second, counted on arrival: the third turn comes a full second after the first
-    call's answer, however early its grant was; a call never reported done frees its place once
-    it could no longer arrive."""
+def test_a_turn_comes_one_spacing_after_the_previous_call_has_its_answer(store: Store,
+                                                                        clock: FakeClock) -> None:
+    """A call arrives somewhere between its grant and its answer: so the next turn, whichever
+    instance asks, comes 1/rate after the previous call's answer, however early its grant was.
+    Arrivals are then 1/rate apart, within a limit that counts a sliding window of one second and
+    within a token bucket of any burst. A call never reported done frees the turn once it could
+    no longer arrive."""
     a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
     one = a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
+    assert one == clock.now
+    clock.advance(0.7)  # a grant's 1/rate has passed, and the first call still has no answer
+    held = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
+    assert held.slot is None and 0 < held.wait_s <= 0.05
+    a.call_done("RetryJobs", one)
+    wait = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
+    assert wait.slot is None and abs(wait.wait_s - 0.5) < 1e-6
+    assert a.take_token("DescribeJobs", 2.0).slot is not None  # turns are per action
     clock.advance(0.5)
     two = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
-    assert one is not None and two is not None
-    clock.advance(0.5)  # the first call is still waiting for its answer
-    held = a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
-    assert held.slot is None and 0 < held.wait_s <= 0.05
-    clock.advance(0.2)
-    a.call_done("RetryJobs", one)  # answered 1.2 s after its grant
-    wait = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0)
-    assert wait.slot is None and abs(wait.wait_s - 1.0) < 1e-6
-    clock.advance(1.0)
-    three = b.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot
-    assert three is not None
-    # `two` never reports done (its caller died): its place frees call_s + window after its grant
-    clock.advance(0.5)
+    assert two is not None
+    # `two` never reports done (its caller died): the turn frees call_s + 1/rate after its grant
+    clock.advance(5.0)
     assert a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot is None
-    clock.now = two + 5.0 + 1.0
+    clock.now = two + 5.0 + 0.5
     assert a.take_token("RetryJobs", 2.0, window_s=1.0, call_s=5.0).slot is not None
 
 
@@ -237,6 +228,30 @@ def test_only_one_drainer_at_a_time_until_released_or_expired(store: Store, cloc
     assert b.acquire_drainer(10)
     clock.advance(11)  # b died while draining
     assert a.acquire_drainer(10)
+
+
+def test_a_drainer_keeps_its_short_lease_while_it_renews_and_loses_it_once_it_stops(
+        store: Store, clock: FakeClock) -> None:
+    a, b = Ledger(store, clock=clock, owner="a"), Ledger(store, clock=clock, owner="b")
+    assert a.acquire_drainer(10)
+    holder = a.holder
+    renewed: list[bool] = []
+    for _ in range(4):  # 32 s of work, renewed every 8 s from another thread (its heartbeat)
+        clock.advance(8)
+        thread = threading.Thread(target=lambda: renewed.append(a.renew_drainer(10, holder)))
+        thread.start()
+        thread.join()
+        assert not b.acquire_drainer(10, knock=["q/1"])
+    assert renewed == [True] * 4
+    knocks = a.collect_knocks(10)  # a look at the record renews it too
+    assert knocks is not None and knocks.keys == ("q/1",)
+    clock.advance(9)
+    assert not b.acquire_drainer(10)
+    clock.advance(11)  # `a` died: nobody renewed
+    assert b.acquire_drainer(10)
+    assert not a.renew_drainer(10, holder)  # a holder that comes back finds it another's
+    assert a.collect_knocks(10) is None
+    assert b.collect_knocks(10) == Knocks()
 
 
 def test_next_due_reports_the_earliest_entry_within_the_horizon(store: Store, clock: FakeClock) -> None:

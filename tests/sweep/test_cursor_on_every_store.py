@@ -36,3 +36,24 @@ def test_one_walker_per_region_and_the_next_takes_over_where_the_last_stopped(
         again = first.take_walk(REGION, lease_s=60)  # released: free at once
         assert again is not None and again.offset == 400
         assert first.sweep_cursor("eu-frankfurt").offset == 0  # one cursor per region
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_a_walker_that_renews_keeps_its_short_lease_and_its_cursor_where_it_saved_it(
+        kind: str, tmp_path: Path) -> None:
+    clock = FakeClock()
+    with STORES[kind](tmp_path) as store:
+        first, second = Ledger(store, clock=clock), Ledger(store, clock=clock)
+        held = first.take_walk(REGION, lease_s=10)
+        assert held is not None
+        assert first.move_walk(replace(held, offset=200), lease_s=10)
+        for _ in range(3):  # renewed from its heartbeat's thread, which names the walker
+            clock.now += 8
+            assert first.renew_walk(REGION, 10, first.holder)
+            assert second.take_walk(REGION, lease_s=10) is None
+        assert first.sweep_cursor(REGION).offset == 200  # a renewal does not move the cursor
+        clock.now += 11  # the walker died
+        assert not second.renew_walk(REGION, 10)  # not its walk
+        taken = second.take_walk(REGION, lease_s=10)
+        assert taken is not None and taken.offset == 200
+        assert not first.renew_walk(REGION, 10, first.holder)
