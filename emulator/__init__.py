@@ -40,14 +40,17 @@ class Emulator:
                  limits: dict[str, float] | None = None, senders: int = 16, seed: int | None = None,
                  uin: str = "100000000001", retry_refusal: str = "refuse-all",
                  refailure_end_time: str = "new", listing_order: str = "newest-first",
-                 tags_writable: bool = True, tag_refusal: str = "error", lost_exit_code: int = -1) -> None:
+                 tags_writable: bool = True, tag_refusal: str = "error", lost_exit_code: int = -1,
+                 rate_limit: str = "window", terminate_reason: str = "marked") -> None:
         self.region, self.speedup, self.uin = region, speedup, uin
         self.secrets = {secret_id: secret_key}
         self.faults = faults or Faults()
         self.behaviour = Behaviour(retry_refusal=retry_refusal, refailure_end_time=refailure_end_time,
                                    listing_order=listing_order, tags_writable=tags_writable,
-                                   tag_refusal=tag_refusal, lost_exit_code=lost_exit_code)
-        self.limiter = RateLimiter({**tags.LIMITS, **(LIMITS if limits is None else limits)}, speedup)
+                                   tag_refusal=tag_refusal, lost_exit_code=lost_exit_code,
+                                   rate_limit=rate_limit, terminate_reason=terminate_reason)
+        self.limiter = RateLimiter({**tags.LIMITS, **(LIMITS if limits is None else limits)}, speedup,
+                                   self.behaviour)
         self.fleet = Fleet(speedup=speedup, run_s=run_s, seed=seed, on_change=self._on_change,
                            behaviour=self.behaviour)
         self.api = Api(self.fleet)

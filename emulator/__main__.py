@@ -10,15 +10,34 @@ import sys
 import threading
 
 from emulator import Emulator, Faults, Outcome
-from emulator.behaviour import LISTING_ORDERS, REFAILURE_END_TIMES, RETRY_REFUSALS, TAG_REFUSALS
+from emulator.behaviour import (
+    LISTING_ORDERS,
+    RATE_LIMITS,
+    REFAILURE_END_TIMES,
+    RETRY_REFUSALS,
+    TAG_REFUSALS,
+    TERMINATE_REASONS,
+)
 from emulator.faults import KINDS
 
 PROG = "python -m emulator"
 SHOWN_JOBS = 20  # start-up lines list at most this many jobs
+# The same convention as `python -m handler`'s commands.
+EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_STATUS = ("exit status: 0 stopped; 1 a runtime failure (a port in use, an address it cannot "
+               "listen on); 2 a usage error (an argument or a value it cannot take)")
 
 
 class _Refused(Exception):
-    """A start-up problem told in one line."""
+    """A start-up problem told in one line: an argument it cannot take (exit 2)."""
+
+    exit_status = EXIT_USAGE
+
+
+class _CannotListen(_Refused):
+    """The address cannot be listened on: a runtime failure (exit 1)."""
+
+    exit_status = EXIT_FAILED
 
 
 def _port(text: str) -> int:
@@ -28,7 +47,7 @@ def _port(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", default="9100", help="0 picks a free port")
     ap.add_argument("--secret-id", default="AKIDEMULATOR")
@@ -57,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="with --tags-readonly: an error, or FailedResources in a successful answer")
     ap.add_argument("--lost-exit-code", type=int, default=-1,
                     help="ExitCode of an instance whose node was lost (spot reclaimed)")
+    ap.add_argument("--rate-limit", choices=RATE_LIMITS, default="window",
+                    help="how N requests per second are counted: at most N in any window of one "
+                         "second, or a token bucket of one token refilled every 1/N s")
+    ap.add_argument("--terminate-reason", choices=TERMINATE_REASONS, default="marked",
+                    help="StateReason of a job TerminateJob ended: 'terminated by user', or the "
+                         "same as an ordinary task failure")
     return ap
 
 
@@ -75,12 +100,13 @@ def _start(args: argparse.Namespace) -> Emulator:
                         port=port, faults=faults, uin=args.uin, retry_refusal=args.retry_refusal,
                         refailure_end_time=args.refailure_end_time, listing_order=args.listing_order,
                         tags_writable=not args.tags_readonly, tag_refusal=args.tag_refusal,
-                        lost_exit_code=args.lost_exit_code)
+                        lost_exit_code=args.lost_exit_code, rate_limit=args.rate_limit,
+                        terminate_reason=args.terminate_reason)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise _Refused(f"port {port} on {args.host} is in use; pick another with --port "
-                           "(or --port 0 for any free one)") from None
-        raise _Refused(f"cannot listen on {args.host}:{port}: {e.strerror or e}") from None
+            raise _CannotListen(f"port {port} on {args.host} is in use; pick another with --port "
+                                "(or --port 0 for any free one)") from None
+        raise _CannotListen(f"cannot listen on {args.host}:{port}: {e.strerror or e}") from None
     except OverflowError:
         raise _Refused(f"--port must be a number from 0 to 65535, not {port}") from None
 
@@ -97,7 +123,8 @@ def _say_hello(emu: Emulator, args: argparse.Namespace) -> None:
     print(f"Tag service (2018-08-13) on the same address; jobs are "
           f"{emu.resource('job-…')}, tags {'writable' if b.tags_writable else 'read-only'}")
     print(f"Behaviour: RetryJobs refusal {b.retry_refusal}; re-failure EndTime {b.refailure_end_time}; "
-          f"listing {b.listing_order}; lost-node ExitCode {b.lost_exit_code}")
+          f"listing {b.listing_order}; lost-node ExitCode {b.lost_exit_code}; "
+          f"rate limit {b.rate_limit}; TerminateJob reason {b.terminate_reason}")
     jobs = emu.jobs()
     if not jobs:
         print("No jobs yet: start with --failed-jobs N, or SubmitJob "
@@ -118,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         emu = _start(args).start()
     except _Refused as e:
         print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
+        return e.exit_status
     for spec in args.subscribe:
         topic, _, url = spec.partition("=")
         emu.subscribe(topic, url)

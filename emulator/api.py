@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.behaviour import Behaviour
 from emulator.fleet import Fleet, Job, Outcome
 
 VERSION = "2017-03-12"
@@ -37,10 +38,14 @@ class Service:
 
 
 class RateLimiter:
-    """At most `limit` requests of an action in any window of one (scaled) second."""
+    """Requests of each action counted as they arrive, within its limit per (scaled) second under
+    the reading `behaviour.rate_limit` names (emulator.behaviour.RATE_LIMITS): `window`, at most
+    `limit` in any window of one second; `bucket`, one token refilled every 1/limit seconds."""
 
-    def __init__(self, limits: dict[str, float], speedup: float = 1.0) -> None:
+    def __init__(self, limits: dict[str, float], speedup: float = 1.0,
+                 behaviour: Behaviour | None = None) -> None:
         self.limits, self.window = limits, 1.0 / speedup
+        self.behaviour = behaviour or Behaviour()
         self._seen: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
@@ -51,10 +56,15 @@ class RateLimiter:
         now = time.monotonic() if now is None else now
         with self._lock:
             seen = self._seen[action]
-            while seen and seen[0] <= now - self.window:
-                seen.popleft()
-            if len(seen) >= limit:
-                return False
+            if self.behaviour.rate_limit == "bucket":
+                if seen and now < seen[-1] + self.window / limit:
+                    return False
+                seen.clear()  # the bucket needs only the last arrival
+            else:
+                while seen and seen[0] <= now - self.window:
+                    seen.popleft()
+                if len(seen) >= limit:
+                    return False
             seen.append(now)
             return True
 

@@ -27,6 +27,20 @@ LISTING_ORDERS = ("newest-first", "oldest-first", "unordered")
 #   failed-resources  the call succeeds but lists every job in FailedResources
 TAG_REFUSALS = ("error", "failed-resources")
 
+# How "N requests per second" is counted, per action, on arrival (a refused request counts for
+# nothing):
+#   window  at most N in any window of one second (a sliding window)
+#   bucket  a token bucket refilled at N per second and holding one token: requests at least 1/N
+#           apart (a gateway's limit without burst allowance; a bucket holding more tokens admits
+#           all that this one does)
+RATE_LIMITS = ("window", "bucket")
+
+# The StateReason of a job that TerminateJob ended (it ends FAILED; the wording is undocumented):
+#   marked    it says so: "terminated by user" (its instance's ExitCode is lost_exit_code: the
+#             node was stopped, no process reported)
+#   unmarked  nothing tells it from an ordinary task failure: "task failed", ExitCode 1
+TERMINATE_REASONS = ("marked", "unmarked")
+
 
 @dataclass
 class Behaviour:
@@ -35,13 +49,16 @@ class Behaviour:
     listing_order: str = "newest-first"
     tags_writable: bool = True
     tag_refusal: str = "error"
+    rate_limit: str = "window"
+    terminate_reason: str = "marked"
     # ExitCode of an instance whose node vanished (spot reclaimed, terminated by the user): the
     # real API always answers an integer, and which one is undocumented.
     lost_exit_code: int = -1
 
     def __post_init__(self) -> None:
         for name, allowed in (("retry_refusal", RETRY_REFUSALS), ("refailure_end_time", REFAILURE_END_TIMES),
-                              ("listing_order", LISTING_ORDERS), ("tag_refusal", TAG_REFUSALS)):
+                              ("listing_order", LISTING_ORDERS), ("tag_refusal", TAG_REFUSALS),
+                              ("rate_limit", RATE_LIMITS), ("terminate_reason", TERMINATE_REASONS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} is one of {', '.join(allowed)}, not {value!r}")

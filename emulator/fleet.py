@@ -22,6 +22,7 @@ from emulator.listing import StateIndex
 
 FINAL_STATES = frozenset({"SUCCEED", "FAILED", "FAILED_INTERRUPTED"})
 TASK_NAME = "main"
+TERMINATED_REASON = "terminated by user"
 
 
 def iso(ts: float) -> str:
@@ -283,7 +284,9 @@ class Fleet:
     def terminate(self, job: Job) -> None:
         with self.lock:
             if job.state == "RUNNING":
-                self._end(job, Outcome.fail("terminated by user", None))
+                # Behaviour.terminate_reason: whether the failure says it was a termination.
+                marked = self.behaviour.terminate_reason == "marked"
+                self._end(job, Outcome.fail(TERMINATED_REASON, None) if marked else Outcome.fail())
                 job.started = None
 
     def _run(self) -> None:

@@ -210,3 +210,29 @@ def test_a_retried_job_leaves_the_failed_listing_and_returns_when_it_fails_again
     assert created[2] not in listing(emu) and listing(emu, "RUNNING") == [created[2]]
     emu.wait_job(created[2], 5, state="FAILED", runs=2)
     assert sorted(listing(emu)) == sorted(created)
+
+
+# --- g. what a job ended by TerminateJob says ----------------------------------------------------
+@pytest.mark.parametrize(("answer", "reason", "exit_code"), [
+    ("marked", "terminated by user", -1), ("unmarked", "task failed", 1)])
+def test_terminate_job_ends_a_running_job_failed_saying_so_or_not_as_switched(
+        answer: str, reason: str, exit_code: int) -> None:
+    with Emulator(SECRET_ID, SECRET_KEY, REGION, speedup=20.0, run_s=600.0, limits={},
+                  terminate_reason=answer) as emu:
+        job = emu.add_job("runaway", [Outcome.succeed()])
+        ordinary = emu.add_failed_job("bug", reason="task failed", exit_code=1)
+        call(emu, "TerminateJob", {"JobId": job})
+        assert emu.job(job)["state"] == "FAILED"
+        assert call(emu, "DescribeJob", {"JobId": job})["StateReason"] == reason
+        [instance] = task(emu, job)["TaskInstanceSet"]
+        assert (instance["StateReason"], instance["ExitCode"]) == (reason, exit_code)
+        if answer == "unmarked":  # nothing tells it from an ordinary task failure
+            [other] = task(emu, ordinary)["TaskInstanceSet"]
+            assert {k: v for k, v in instance.items() if k.endswith(("Reason", "Code", "State"))} \
+                == {k: v for k, v in other.items() if k.endswith(("Reason", "Code", "State"))}
+
+
+def test_marked_is_the_default_terminate_reason_and_others_are_refused() -> None:
+    assert Behaviour().terminate_reason == "marked"
+    with pytest.raises(ValueError, match="terminate_reason is one of marked, unmarked"):
+        Behaviour(terminate_reason="silent")
