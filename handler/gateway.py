@@ -30,6 +30,11 @@ RATE_LIMITS: dict[str, float] = {
     "DescribeJob": 2.0,
     "DescribeTask": 3.0,
 }
+# Calls only an operator's command makes (`python -m handler terminate`), never the function: its
+# role is granted exactly RATE_LIMITS' actions.
+OPERATOR_RATE_LIMITS: dict[str, float] = {
+    "TerminateJob": 2.0,
+}
 
 
 class ErrorKind(StrEnum):
@@ -199,6 +204,14 @@ class BatchGateway:
         """RetryJobs for up to 100 FAILED jobs; returns the RequestId."""
         _check_batch(job_ids)
         resp = self._call(region, "RetryJobs", {"JobIds": job_ids})
+        return str(resp.get("RequestId", ""))
+
+
+    def terminate_job(self, region: str, job_id: str) -> str:
+        """TerminateJob: every instance of the job is terminated, asynchronously, and ends FAILED.
+        Refused (UnsupportedOperation) while the job is SUBMITTED; no effect once it SUCCEEDed.
+        Returns the RequestId."""
+        resp = self._call(region, "TerminateJob", {"JobId": job_id})
         return str(resp.get("RequestId", ""))
 
 

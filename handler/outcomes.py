@@ -17,9 +17,12 @@ class Outcome(StrEnum):
     NOT_FOUND = "not_found"  # DescribeJobs does not know the job
     NOT_FAILED = "not_failed"  # the job is not FAILED (running again, or succeeded)
     DUPLICATE = "duplicate"  # this failure was already decided
+    HELD = "held"  # the operator holds the job (`hold`, `terminate`): this failure is never retried
     # the failure will be looked at again
     DEFERRED = "deferred"  # a backoff: due later
-    HELD = "held"  # someone else holds the failure's claim; looked at again when it ends
+    # someone else holds the failure's claim; looked at again when it ends (before 2026-12 this
+    # outcome was called "held", in log lines only: no ledger record kept it)
+    IN_FLIGHT = "in_flight"
     AMBIGUOUS = "ambiguous"  # RetryJobs' answer was lost; the job is re-read before anything else
     RELEASED = "released"  # a claim given back: the call was certainly not made
     CLAIMED = "claimed"  # a claim taken; the call is under way

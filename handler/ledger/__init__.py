@@ -7,6 +7,7 @@ from typing import NamedTuple
 from handler.ledger.ledger import (
     ClaimOutcome,
     FailureState,
+    Hold,
     Ledger,
     Look,
     QueueEntry,
@@ -20,6 +21,7 @@ from handler.ledger.store import Record, Store, StoreUnavailable, Write
 __all__ = [
     "ClaimOutcome",
     "FailureState",
+    "Hold",
     "Ledger",
     "Look",
     "QueueEntry",

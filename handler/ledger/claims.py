@@ -1,5 +1,6 @@
 """Failures and their claims: a failure is claimed once, ever; what a claim spends is counted on its
-job, within the cap and the fleet's budget, all atomically; every decision is kept on the job."""
+job, within the cap and the fleet's budget, all atomically; a job the operator holds is never
+claimed; every decision is kept on the job."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from handler.ledger.records import (
     ATTEMPTS,
     DECISIONS_KEPT,
     FINAL_STATES,
-    HELD_STATES,
+    LEASED_STATES,
     ClaimOutcome,
     FailureState,
+    Hold,
     Records,
     Spend,
     Spent,
@@ -22,6 +24,7 @@ from handler.ledger.records import (
     failure_key,
     fleet_key,
     generation,
+    hold_key,
     job_key,
     version_of,
     with_generation,
@@ -34,8 +37,8 @@ class Look:
     """What the ledger knows of one job as a flush verifies it: failures claimed earlier whose
     outcome is unknown, the failure it shows now (`current`: the API's key, with the generation the
     ledger knows for that EndTime) with its state and lease end, what the job spent as a decision
-    on that failure must see it, when that failure was settled, and whether the job was seen out
-    of FAILED since its last retry."""
+    on that failure must see it, when that failure was settled, whether the job was seen out
+    of FAILED since its last retry, and the operator's hold on it if there is one."""
 
     pending: list[FailureKey]
     current: FailureKey | None
@@ -43,6 +46,7 @@ class Look:
     spent: Spent
     settled_at: float = 0.0
     left: bool = False
+    hold: Hold | None = None
 
     def failed_again(self, now: float, refail_after_s: float) -> bool:
         """The failure we retried shows again with the same EndTime, and it is a new failure: the
@@ -56,9 +60,10 @@ class Claims(Records):
     # ---- reading -------------------------------------------------------------------------------
 
     def look(self, jobs: Sequence[tuple[JobRef, FailureKey | None]]) -> dict[JobRef, Look]:
-        """For each (job, the failure the API shows now): pending, state and spend, in one read
-        (two for a job that failed again with an EndTime it had before)."""
-        keys = [job_key(j) for j, _ in jobs] + [failure_key(k) for _, k in jobs if k is not None]
+        """For each (job, the failure the API shows now): pending, state, spend and hold, in one
+        read (two for a job that failed again with an EndTime it had before)."""
+        keys = [job_key(j) for j, _ in jobs] + [hold_key(j) for j, _ in jobs] + \
+            [failure_key(k) for _, k in jobs if k is not None]
         recs = self.store.get(keys) if keys else {}
         current = {job: self._generation_of(recs, job, k) if k else None for job, k in jobs}
         later = [failure_key(k) for (job, api), k in zip(jobs, current.values(), strict=True)
@@ -72,8 +77,13 @@ class Claims(Records):
             looks[job] = Look(self._pending(recs, job), key,
                               self._state(recs, key) if key else None, self._spent(recs, job, key),
                               settled_at=float(f.value.get("settled_at") or 0) if f else 0.0,
-                              left=bool(jrec and key and jrec.value.get("left") == str(key)))
+                              left=bool(jrec and key and jrec.value.get("left") == str(key)),
+                              hold=self._hold(recs, job))
         return looks
+
+    def _hold(self, recs: dict[str, Record], job: JobRef) -> Hold | None:
+        rec = self._live(recs, hold_key(job))
+        return Hold.from_value(job, rec.value) if rec is not None else None
 
     def _generation_of(self, recs: dict[str, Record], job: JobRef, key: FailureKey) -> FailureKey:
         rec = self._live(recs, job_key(job))
@@ -113,9 +123,9 @@ class Claims(Records):
     def _spent(self, recs: dict[str, Record], job: JobRef, deciding: FailureKey | None) -> Spent:
         rec = self._live(recs, job_key(job))
         counters = {k: int(v) for k, v in (rec.value.get("counters", {}) if rec else {}).items()}
-        held = self._live(recs, failure_key(deciding)) if deciding is not None else None
-        if held is not None and held.value.get("state") in HELD_STATES:
-            counter = str(held.value.get("counter", ATTEMPTS))
+        claim = self._live(recs, failure_key(deciding)) if deciding is not None else None
+        if claim is not None and claim.value.get("state") in LEASED_STATES:
+            counter = str(claim.value.get("counter", ATTEMPTS))
             counters[counter] = max(0, counters.get(counter, 0) - 1)
         return Spent(counters)
 
@@ -155,23 +165,30 @@ class Claims(Records):
         and the fleet budget, all atomically. A failure is claimed once, ever; a claim whose lease
         expired may be taken over (the taker has re-read the job), spending nothing again.
         `floor` is what the job is known to have spent from its budget (`attempts`) elsewhere (its
-        own tags): the count never starts below it, even in a ledger that forgot."""
+        own tags): the count never starts below it, even in a ledger that forgot.
+
+        The operator's hold is read in the same read: a job held before its failure is claimed is
+        never called for, whichever instance claims (outcome HELD, kept as `held_step` keeps it).
+        A failure that came while the job was held is claimed afresh once it is released."""
         now = self.clock()
-        fk, jk = failure_key(key), job_key(key.job)
+        fk, jk, hk = failure_key(key), job_key(key.job), hold_key(key.job)
         bk = fleet_key(spend.fleet, now) if spend.fleet is not None else None
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], ClaimOutcome]:
             f = self._live(recs, fk)
             takeover = False
-            if f is not None:
+            if f is not None and FailureState(f.value["state"]) != FailureState.HELD:
                 if FailureState(f.value["state"]) in FINAL_STATES:
                     return [], ClaimOutcome.DUPLICATE
                 if float(f.value.get("lease_until") or 0.0) > now:
                     return [], ClaimOutcome.DUPLICATE
                 takeover = True
+            hold = self._hold(recs, key.job)
+            if hold is not None:
+                return self._held_writes(recs, key, hold), ClaimOutcome.HELD
             jv, jver = self._job_value(recs, key.job)
             writes: list[Write] = []
-            if f is not None:
+            if f is not None and takeover:
                 fv = dict(f.value)
             else:
                 counter = spend.counter
@@ -202,8 +219,52 @@ class Claims(Records):
             writes.append(Write(jk, jv, jver, expires_at=self._expires()))
             return writes, ClaimOutcome.TAKEN_OVER if takeover else ClaimOutcome.CLAIMED
 
-        keys = (fk, jk) if bk is None else (fk, jk, bk)
+        keys = (fk, jk, hk) if bk is None else (fk, jk, hk, bk)
         return Step(keys, change, "claim", key)
+
+    def held_step(self, key: FailureKey, reason: str) -> Step:
+        """The failure came while the operator holds its job (`reason`, the hold's, as the flush
+        read it): keep it as HELD, with the decision `held` on the job. It is not retried, and the
+        sweep does not enqueue it again; a notice after the release has it decided anew. A
+        failure already settled, or claimed under a live lease, is left as it is (a claim made
+        before the hold may have its call under way)."""
+        fk, hk = failure_key(key), hold_key(key.job)
+
+        def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
+            f = self._live(recs, fk)
+            if f is not None:
+                state = FailureState(f.value["state"])
+                if state in FINAL_STATES or (state in LEASED_STATES and float(
+                        f.value.get("lease_until") or 0.0) > self.clock()):
+                    return [], False
+            hold = self._hold(recs, key.job) or Hold(key.job, reason, self.clock())
+            return self._held_writes(recs, key, hold), True
+
+        return Step((fk, job_key(key.job), hk), change, "held", key)
+
+    def _held_writes(self, recs: dict[str, Record], key: FailureKey, hold: Hold) -> list[Write]:
+        """Keep `key` as HELD, with the hold's reason as the decision on the job (a repeat counts
+        on it). A claim whose lease ended is given back, as a skip gives it back."""
+        fk, jk = failure_key(key), job_key(key.job)
+        f = self._live(recs, fk)
+        jv, jver = self._job_value(recs, key.job)
+        if f is not None and FailureState(f.value["state"]) in LEASED_STATES:
+            _refund(jv, f)
+            jv["pending"] = [k for k in jv["pending"] if k != str(key)]
+        end, n = generation(key)
+        if n:
+            jv["generations"] = {**(jv.get("generations") or {}), end: n}
+        same = [d for d in jv["decisions"] if d.get("key") == str(key)]
+        if same and same[-1].get("outcome") == "held":
+            same[-1]["repeats"] = int(same[-1].get("repeats", 0)) + 1
+            same[-1]["last_repeats_at"] = self.clock()
+        else:
+            self._note(jv, str(key), action="SKIP", rule="hold", reason=hold.reason,
+                       outcome="held")
+        fv = {"state": FailureState.HELD, "rule": "hold", "reason": hold.reason, "outcome": "held",
+              "settled_at": self.clock()}
+        return [Write(fk, fv, version_of(recs, fk), expires_at=self._expires()),
+                Write(jk, jv, jver, expires_at=self._expires())]
 
     def claim(self, key: FailureKey, spend: Spend, lease_s: float, floor: int = 0) -> ClaimOutcome:
         result: ClaimOutcome = self.apply([self.claim_step(key, spend, lease_s, floor)])[0]
@@ -271,11 +332,14 @@ class Claims(Records):
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], bool]:
             f = self._live(recs, fk)
-            if f is not None and (FailureState(f.value["state"]) not in HELD_STATES
-                                  or float(f.value.get("lease_until") or 0) > self.clock()):
+            state = FailureState(f.value["state"]) if f is not None else None
+            leased = state in LEASED_STATES
+            if f is not None and not leased and state != FailureState.HELD:
+                return [], False  # settled already
+            if f is not None and leased and float(f.value.get("lease_until") or 0) > self.clock():
                 return [], False
             jv, jver = self._job_value(recs, key.job)
-            if f is not None:
+            if f is not None and leased:
                 _refund(jv, f)
                 jv["pending"] = [k for k in jv["pending"] if k != str(key)]
             self._note(jv, str(key), action="SKIP", rule=rule, reason=reason, outcome=outcome)

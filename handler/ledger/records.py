@@ -5,9 +5,14 @@ Records (keys are backend-neutral; a backend may add its own namespace):
   leases it by moving its due time to the lease's end, so a flusher that dies simply lets it come
   due again.
 - `f/<region>/<job>/<EndTime>`: one failure — CLAIMED or AMBIGUOUS (with a lease), RETRIED or
-  SKIPPED (final). Created once, ever, within retention.
+  SKIPPED (final), or HELD (it came while the operator held the job: not retried, and not looked
+  for again by the sweep; a notice after the release decides it anew). Created once, ever, within
+  retention.
 - `j/<region>/<job>`: the job — retries spent per counter, failures still pending an outcome, and
   its recent decisions (what operators read).
+- `h/<region>/<job>`: the operator's hold on the job (`python -m handler hold|terminate`), with its
+  reason. It never expires: it lasts until it is released. A record of its own, not a field of
+  the job's record, because that record expires with retention and is not there before a failure.
 - `t/<action>`: a turn of the API's limit shared by every instance. `b/<window>`: fleet retries in a
   window. `d/drainer`: which instance drains the queue for everyone.
 
@@ -43,9 +48,11 @@ class FailureState(StrEnum):
     AMBIGUOUS = "AMBIGUOUS"
     RETRIED = "RETRIED"
     SKIPPED = "SKIPPED"
+    HELD = "HELD"  # it came while the operator held the job
 
 
-HELD_STATES = (FailureState.CLAIMED, FailureState.AMBIGUOUS)
+# A claim in these states is held by a lease: its call may be under way.
+LEASED_STATES = (FailureState.CLAIMED, FailureState.AMBIGUOUS)
 FINAL_STATES = (FailureState.RETRIED, FailureState.SKIPPED)
 
 
@@ -55,6 +62,7 @@ class ClaimOutcome(StrEnum):
     DUPLICATE = "duplicate"  # already retried, skipped, or claimed by a live lease
     OVER_CAP = "max_attempts"  # the job's counter already reached the decision's cap
     OVER_FLEET_BUDGET = "budget_exhausted"  # the fleet-wide retry budget for this window is spent
+    HELD = "held"  # the operator holds the job: nothing was spent, no call may be made
 
 
 class FleetLimit(Protocol):
@@ -153,6 +161,26 @@ class QueueEntry:
         )
 
 
+@dataclass(frozen=True)
+class Hold:
+    """The operator's word on a job: none of its failures is retried until the hold is released.
+    `command` is the one that wrote it (`hold` or `terminate`)."""
+
+    job: JobRef
+    reason: str
+    since: float
+    command: str = "hold"
+
+    def value(self) -> Value:
+        return {"region": self.job.region, "job_id": self.job.job_id, "reason": self.reason,
+                "since": self.since, "command": self.command}
+
+    @classmethod
+    def from_value(cls, job: JobRef, v: Value) -> Hold:
+        return cls(job, str(v.get("reason") or "held by the operator"),
+                   float(v.get("since") or 0.0), str(v.get("command") or "hold"))
+
+
 def generation(key: FailureKey) -> tuple[str, int]:
     """A failure's EndTime as the API reports it, and which failure with that EndTime it is. A job
     that fails again after a retry but keeps its old EndTime (Tencent does not say it never does)
@@ -176,6 +204,10 @@ def job_key(job: JobRef) -> str:
 
 def failure_key(key: FailureKey) -> str:
     return f"f/{key}"
+
+
+def hold_key(job: JobRef) -> str:
+    return f"h/{job.region}/{job.job_id}"
 
 
 def token_key(action: str) -> str:

@@ -10,6 +10,7 @@ retry because a counter is spent.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -22,6 +23,12 @@ BUDGET = "attempts"  # the job's lifetime retry counter
 
 
 DEFAULT_MAX_FAILURE_AGE_S = 86400.0  # a topic keeps a message for a day at most
+
+# A failure TerminateJob caused, by its text: Tencent documents no wording (the emulator answers
+# "terminated by user"). A terminated job ends FAILED like any other; the operator's hold
+# (`python -m handler terminate`) is what protects it whatever the text says.
+TERMINATED = re.compile(r"(?i)\bterminated\s+by\s+(the\s+)?user\b|\bTerminate(Job|TaskInstance)\b"
+                        r"|用户.{0,4}终止")
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,17 @@ class Policy(Protocol):
         ...
 
     def decide(self, failure: Failure) -> RetryDecision: ...
+
+
+def terminated_by_user(details: JobDetail | None) -> str | None:
+    """The failure text (the job's, or a failed instance's StateReason or StateDetailedReason)
+    that says the job was terminated, if the details were read and one does."""
+    if details is None:
+        return None
+    texts = [details.StateReason, details.StateDetailedReason]
+    texts += [t for task in details.failed_tasks for i in task.TaskInstanceSet if i.failed
+              for t in (i.StateReason, i.StateDetailedReason)]
+    return next((t for t in texts if t and TERMINATED.search(t)), None)
 
 
 def failure_age_s(failure: Failure) -> float | None:

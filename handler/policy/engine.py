@@ -1,9 +1,11 @@
 """A policy made of ordered rules: the first rule whose conditions all hold decides.
 
-Before any rule: a failure older than `limits.max_failure_age` is skipped (`too_old`), and a job
-disabled by its override is skipped (`disabled_by_tag`). After a match the action sets the counter
-the retry spends, its cap, and its backoff; the ledger enforces cap and fleet budget atomically,
-so a RETRY decision is made whatever the counters say (its reason tells people where they stand).
+Before any rule: a failure older than `limits.max_failure_age` is skipped (`too_old`), a job
+disabled by its override is skipped (`disabled_by_tag`), and so is a failure whose details (when
+a rule made the retrier read them) say TerminateJob caused it (`terminated_by_user`). After a
+match the action sets the counter the retry spends, its cap, and its backoff; the ledger enforces
+cap and fleet budget atomically, so a RETRY decision is made whatever the counters say (its
+reason tells people where they stand).
 The policy logs nothing: override values it ignored travel on the decision as `notes`.
 """
 
@@ -22,6 +24,7 @@ from handler.policy import (
     RetryDecision,
     failure_age_s,
     retry_words,
+    terminated_by_user,
 )
 from handler.policy.backoff import backoff_delay, seeded_rng
 from handler.policy.durations import format_duration
@@ -122,6 +125,14 @@ class RulesPolicy:
             out.decision = RetryDecision.skip("override", f"disabled_by_tag: {ov.disabled_by}"
                                               + _said(ov.ignored), ov.ignored)
             out.checks.append(f"override: {ov.disabled_by} → SKIP")
+            return self._rest_not_reached(out, trace)
+        # Checked only where the details were read anyway (a rule needs them): reading them for
+        # every failure would cost a DescribeJob and a DescribeTask per job.
+        if (text := terminated_by_user(failure.details)) is not None:
+            out.decision = RetryDecision.skip(
+                "terminated", f"terminated_by_user: {text[:120]!r} (TerminateJob)" + _said(ov.ignored),
+                ov.ignored)
+            out.checks.append(f"terminated: {out.decision.reason} → SKIP")
             return self._rest_not_reached(out, trace)
         if ov.rule is not None:
             rule = self._rules[ov.rule]

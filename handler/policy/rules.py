@@ -33,7 +33,7 @@ from handler.policy.durations import format_duration, parse_duration
 
 UNCOUNTED = "uncounted"  # the counter RETRY_UNCOUNTED spends unless a rule names its own
 DEFAULT_MAX_UNCOUNTED = 10
-RESERVED_RULE_NAMES = frozenset({"default", "max_failure_age", "override"})
+RESERVED_RULE_NAMES = frozenset({"default", "max_failure_age", "override", "terminated"})
 # The ledger keeps a failure's record for at least 25 h; a failure it forgot could be retried twice.
 MAX_FAILURE_AGE_LIMIT_S = DEFAULT_MAX_FAILURE_AGE_S
 

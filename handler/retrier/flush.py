@@ -202,6 +202,14 @@ class Flusher:
                                              taken_over=outcome == ClaimOutcome.TAKEN_OVER,
                                              spent_after=before + (1 if fresh else 0)))
                 continue
+            if outcome == ClaimOutcome.HELD:
+                # Held since this flush's look: the claim kept the failure as held, no call.
+                hold = self.ledger.hold_on(entry.job)
+                after.append(self.ledger.finish_step(entry))
+                log_decision(self.observer, entry, Decided(
+                    Outcome.HELD, "SKIP", "hold", hold.reason if hold else "held by the operator",
+                    key))
+                continue
             decided = self._refused(key, decision, ClaimOutcome(str(outcome)))
             self._announce(entry, decided, current[entry.job], looks[entry.job])
             after += self._end_steps(entry, decided)
@@ -264,7 +272,9 @@ class Flusher:
         if d.due_at is not None:
             return [self.ledger.defer_step(entry, d.due_at)]
         steps = [self.ledger.finish_step(entry)]
-        if d.key is not None and d.outcome in GIVE_UP_OUTCOMES:
+        if d.key is not None and d.outcome == Outcome.HELD:
+            steps.insert(0, self.ledger.held_step(d.key, d.reason))
+        elif d.key is not None and d.outcome in GIVE_UP_OUTCOMES:
             steps.insert(0, self.ledger.skip_step(d.key, d.rule, d.reason, str(d.outcome)))
         elif d.key is None or d.outcome in (Outcome.NOT_FAILED, Outcome.DUPLICATE):
             steps.insert(0, self.ledger.note_step(entry.job, d.key, str(d.outcome), d.rule, d.reason))

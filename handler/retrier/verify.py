@@ -22,7 +22,7 @@ class Decided:
     rule: str
     reason: str
     key: FailureKey | None = None
-    due_at: float | None = None  # deferred or held: when to look again
+    due_at: float | None = None  # deferred or in flight: when to look again
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,21 +60,27 @@ def check(entry: QueueEntry, view: JobView | None, look: Look | None, now: float
         return Checked(confirmed, Decided(Outcome.NOT_FAILED, "SKIP", "verify",
                                           f"job is {view.JobState}, not FAILED"))
     seen = look.state if look is not None else None
+    failure, refailed = current, False
     if seen is not None:
         state, lease_until = seen
         if look is not None and look.failed_again(now, refail_after_s):
             _, n = generation(current)
-            return Checked(confirmed, failure=with_generation(current, n + 1), refailed=True)
-        if state in (FailureState.RETRIED, FailureState.SKIPPED):
+            failure, refailed = with_generation(current, n + 1), True
+        elif state in (FailureState.RETRIED, FailureState.SKIPPED):
             return Checked(confirmed, Decided(Outcome.DUPLICATE, "SKIP", "dedupe",
                                               f"failure already {state.lower()}", current))
-        if lease_until > now:
+        elif lease_until > now:
             # Claimed by a flush in progress, or awaiting a re-read after an unclear answer:
             # come back when that lease ends, in case its holder never settles it.
-            return Checked(confirmed, Decided(Outcome.HELD, "RETRY", "dedupe",
+            return Checked(confirmed, Decided(Outcome.IN_FLIGHT, "RETRY", "dedupe",
                                               f"failure {state.lower()} under a lease", current,
                                               due_at=lease_until + 0.001))
-    return Checked(confirmed, failure=current)
+    if look is not None and look.hold is not None:
+        # The operator's word is final: no policy is asked. (The claim checks the hold again, in
+        # its own read, for a hold written since this look.)
+        return Checked(confirmed, Decided(Outcome.HELD, "SKIP", "hold", look.hold.reason, failure),
+                       refailed=refailed)
+    return Checked(confirmed, failure=failure, refailed=refailed)
 
 
 def log_decision(observer: Observer, entry: QueueEntry, d: Decided) -> None:
