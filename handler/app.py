@@ -1,16 +1,18 @@
 """Platform entry points: `main_handler` (Tencent SCF) and `lambda_handler` (AWS Lambda).
 
 The only module that reads the environment and wires the parts together. Parts are built once per
-instance and reused by warm invocations. What the parts are is decided here; what a delivery means
-is ingress's business.
+instance and shared by warm invocations, those running at once included. What the parts are is
+decided here; what a delivery means is ingress's business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +62,23 @@ class Runtime:
         self.ledger.store.close()
 
 
-_runtime: tuple[Config, Runtime] | None = None
-_replay_guard = auth.ReplayGuard()
+@dataclass(eq=False)
+class _Kept:
+    """The instance's parts for one configuration, and how many invocations are using them."""
+
+    config: Config
+    runtime: Runtime
+    users: int = 0
+    replaced: bool = False  # a newer configuration's parts are the instance's now
+
+
+# Invocations running at once in one process (`serve`'s threads, SCF's per-instance concurrency, a
+# continuation beside a request) share one set of parts. The lock makes them build it once; parts
+# that a changed configuration replaces are closed by the last invocation using them, never under
+# one (a Redis client closed under its user fails its read).
+_kept: _Kept | None = None
+_kept_lock = threading.Lock()
+_replay_guard = auth.ReplayGuard()  # thread-safe
 
 
 class RedeliverLater(RuntimeError):
@@ -105,10 +122,10 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
 
 
 def _notifications(config: Config, policy: Policy, store: Store) -> Notifications | None:
-    """Give-up messages, where some channel is configured (AUTORETRY_NOTIFY_*_URL); the package is
-    imported only then."""
-    if not any(k.startswith("AUTORETRY_NOTIFY_") and k.endswith("_URL") and v.strip()
-               for k, v in os.environ.items()):
+    """Give-up messages, where some channel is configured (AUTORETRY_NOTIFY_*_URL). Whatever
+    AUTORETRY_NOTIFY_* is set is checked, a channel or not (a wrong one is a ConfigError); with
+    none set the package is not imported."""
+    if not any(k.startswith("AUTORETRY_NOTIFY_") and v.strip() for k, v in os.environ.items()):
         return None
     from handler.notify import Notifications, NotifySettings, Outbox
 
@@ -137,26 +154,72 @@ def _tag_memory(config: Config, settings: Settings) -> TagMemory | None:
 def runtime(config: Config | None = None) -> Runtime:
     """The parts for the current environment, built on first use and kept while it is unchanged.
     A setting that cannot be used raises `ConfigError`; a store that cannot be reached,
-    `StoreUnavailable`."""
-    global _runtime
+    `StoreUnavailable`. They stay open until the configuration changes; an invocation holds them
+    with `runtime_in_use` instead, so that a change cannot close them under it."""
     config = Config.from_env() if config is None else config
-    if _runtime is None or _runtime[0] != config:
-        try:
-            built = build_runtime(config)
-        except ConfigError:
-            raise
-        except ValueError as e:  # a policy file or a store URL that cannot be used
-            raise ConfigError(str(e)) from None
-        reset_runtime()  # the old configuration's store is closed, not leaked
-        _runtime = (config, built)
-    return _runtime[1]
+    kept = _kept
+    if kept is not None and kept.config == config:  # a warm invocation takes no lock
+        return kept.runtime
+    return _keep(config, use=False).runtime
+
+
+@contextlib.contextmanager
+def runtime_in_use(config: Config | None = None) -> Iterator[Runtime]:
+    """`runtime(config)`, held for the block: parts that a changed configuration replaces meanwhile
+    are closed only when the last block using them ends."""
+    kept = _keep(Config.from_env() if config is None else config, use=True)
+    try:
+        yield kept.runtime
+    finally:
+        with _kept_lock:
+            kept.users -= 1
+            last = kept.replaced and kept.users == 0
+        if last:
+            kept.runtime.close()
+
+
+def _keep(config: Config, *, use: bool) -> _Kept:
+    with _kept_lock:
+        kept, unused = _kept, None
+        if kept is None or kept.config != config:
+            # Built under the lock: invocations that start together wait for this one build
+            # instead of each building its own and closing the others' when it replaces them.
+            kept = _Kept(config, _build(config))
+            unused = _replace(kept)  # the old configuration's store is closed, not leaked
+        if use:
+            kept.users += 1
+    if unused is not None:
+        unused.close()
+    return kept
+
+
+def _build(config: Config) -> Runtime:
+    try:
+        return build_runtime(config)
+    except ConfigError:
+        raise
+    except ValueError as e:  # a policy file or a store URL that cannot be used
+        raise ConfigError(str(e)) from None
+
+
+def _replace(new: _Kept | None) -> Runtime | None:
+    """Make `new` the instance's parts (the lock held); the replaced parts if nobody is using them
+    (to close), else None: their last user closes them."""
+    global _kept
+    old, _kept = _kept, new
+    if old is None:
+        return None
+    old.replaced = True
+    return old.runtime if old.users == 0 else None
 
 
 def reset_runtime() -> None:
-    global _runtime
-    if _runtime is not None:
-        _runtime[1].close()
-    _runtime = None
+    """Forget the parts (tests, the demo): the next invocation builds them anew. They are closed
+    now, or by the last invocation still using them."""
+    with _kept_lock:
+        unused = _replace(None)
+    if unused is not None:
+        unused.close()
 
 
 def _deadline(context: Any, started: float) -> Deadline:
@@ -233,15 +296,17 @@ def _answer(trigger: Trigger, context: Any, observer: Observer, started: float,
         # Imported once a delivery gets this far: a refused request never loads the ledger.
         from handler.retrier import Deadline
 
-        rt = given or runtime(config)
-        if config.ledger_id:  # a deployment's ledger: refuse one that forgot (docs/ledger.md)
-            rt.ledger.check_identity(config.ledger_id)
-        deadline = _deadline(context, started)
-        budget = HTTP_FLUSH_BUDGET_S if trigger.kind == "http" else FLUSH_BUDGET_S
-        flush_by = Deadline(min(deadline.at, started + budget))
-        queue = _queue() if trigger.kind == "pull" else None
-        return respond(trigger, rt.retrier(observer), observer, deadline, flush_by, config.regions,
-                       queue)
+        parts: contextlib.AbstractContextManager[Runtime] = (
+            contextlib.nullcontext(given) if given is not None else runtime_in_use(config))
+        with parts as rt:
+            if config.ledger_id:  # a deployment's ledger: refuse one that forgot (docs/ledger.md)
+                rt.ledger.check_identity(config.ledger_id)
+            deadline = _deadline(context, started)
+            budget = HTTP_FLUSH_BUDGET_S if trigger.kind == "http" else FLUSH_BUDGET_S
+            flush_by = Deadline(min(deadline.at, started + budget))
+            queue = _queue() if trigger.kind == "pull" else None
+            return respond(trigger, rt.retrier(observer), observer, deadline, flush_by,
+                           config.regions, queue)
     except ConfigError as e:
         # The detail names variables and values: for the operator's log, not for any caller.
         observer.error("configuration error", error=str(e))
@@ -303,10 +368,12 @@ def _load_secrets() -> None:
 
 
 _queue_client: tuple[str, QueueClient] | None = None
+_queue_lock = threading.Lock()
 
 
 def _queue() -> QueueClient | None:
-    """The TDMQ-CMQ queue a pull tick reads (AUTORETRY_QUEUE), kept while its settings hold."""
+    """The TDMQ-CMQ queue a pull tick reads (AUTORETRY_QUEUE), kept while its settings hold. Pull
+    ticks running at once share it (a QueueClient is safe to share between threads)."""
     global _queue_client
     from handler.cmq import QueueSettings
 
@@ -317,6 +384,8 @@ def _queue() -> QueueClient | None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     key = f"{settings.queue}@{settings.url}"
-    if _queue_client is None or _queue_client[0] != key:
-        _queue_client = (key, settings.client())
-    return _queue_client[1]
+    with _queue_lock:
+        if _queue_client is None or _queue_client[0] != key:
+            # The one it replaces may be mid-call on another thread: it is left to be collected.
+            _queue_client = (key, settings.client())
+        return _queue_client[1]

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -89,7 +90,8 @@ def sign(secret_key: str, text: str, method: str = "HmacSHA256") -> str:
 
 
 class QueueClient:
-    """One queue on the data-flow API. Keeps one connection alive; not shared between threads."""
+    """One queue on the data-flow API. Keeps one connection alive, which one call at a time uses:
+    threads sharing a client (pull ticks running at once in one process) take turns."""
 
     def __init__(self, url: str, queue: str, *,
                  credentials: Callable[[], Credentials | None] = credentials_from_env,
@@ -100,6 +102,7 @@ class QueueClient:
         self.scheme, self.host, self.queue = parts.scheme, parts.netloc, queue
         self.timeout_s, self._credentials, self._clock = timeout_s, credentials, clock
         self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()  # held for a whole request and its answer
 
     def __repr__(self) -> str:
         return f"QueueClient({self.scheme}://{self.host}, queue={self.queue!r})"
@@ -168,18 +171,20 @@ class QueueClient:
 
     def _post(self, action: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Host": self.host}
-        for attempt in (1, 2):  # a kept-alive connection the server closed gets one fresh try
-            conn = self._connection(timeout_s)
-            try:
-                conn.request("POST", PATH, body=body, headers=headers)
-                response = conn.getresponse()
-                return response.status, response.read()
-            except (OSError, http.client.HTTPException) as e:
-                self.close()
-                fresh_failure = attempt == 2 or not isinstance(
-                    e, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
-                if fresh_failure:
-                    raise QueueError(action, "network", f"{type(e).__name__}: {e}"[:300]) from None
+        with self._lock:
+            for attempt in (1, 2):  # a kept-alive connection the server closed gets one fresh try
+                conn = self._connection(timeout_s)
+                try:
+                    conn.request("POST", PATH, body=body, headers=headers)
+                    response = conn.getresponse()
+                    return response.status, response.read()
+                except (OSError, http.client.HTTPException) as e:
+                    self._drop()
+                    fresh_failure = attempt == 2 or not isinstance(
+                        e, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
+                    if fresh_failure:
+                        raise QueueError(action, "network",
+                                         f"{type(e).__name__}: {e}"[:300]) from None
         raise AssertionError("unreachable")
 
     def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
@@ -192,6 +197,10 @@ class QueueClient:
         return self._conn
 
     def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -85,7 +85,13 @@ class TagMemory:
             try:
                 region, spent = self._work.get(timeout=1.0)
             except queue.Empty:
-                return
+                with self._lock:
+                    # Decided under the lock `remember` takes after its put: work put before this
+                    # is seen here; work put after finds no writer, and starts one.
+                    if self._work.empty():
+                        self._thread = None
+                        return
+                continue
             try:
                 if self.writable:
                     self._write(region, spent)
