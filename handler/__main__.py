@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: python -m handler COMMAND [ARGS]
+from handler.commands import EXIT_STATUS, EXIT_USAGE
+
+USAGE = f"""usage: python -m handler COMMAND [ARGS]
 
 commands:
   serve [--host H] [--port P]        a local HTTP endpoint handing requests to main_handler
@@ -19,6 +21,15 @@ commands:
                                      send a deployed endpoint a notice, explain its answer
   pull [--once] [--queue NAME]       pull the TDMQ-CMQ queue into the ledger, then drain
   wire [--http URL] [--dry-run]      create or check the topic, queue and subscription
+  hold JOB_ID --reason R             never retry the job until it is released
+  release JOB_ID                     let the function retry the job again
+  terminate JOB_ID [--reason R]      hold the job, then stop it with TerminateJob
+
+Every command that acts (serve, invoke, sweep, pull, demo, hold, release, terminate) first checks
+the ledger's identity as the function does: with AUTORETRY_LEDGER_ID set, a ledger other than the
+one it names is refused; pull refuses a real queue unless AUTORETRY_LEDGER_ID is set.
+
+{EXIT_STATUS}
 """
 
 
@@ -51,11 +62,14 @@ def main(argv: list[str]) -> int:
     if command in ("pull", "wire"):
         from handler.commands import pull, wire
         return int((pull if command == "pull" else wire).main(rest))
+    if command in ("hold", "release", "terminate"):
+        from handler.commands.hold import COMMANDS
+        return COMMANDS[command](rest)
     if command == "demo":
         from handler.commands.demo import main as demo
         return demo(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-    return 2
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,23 +1,31 @@
 """What the local commands share: a problem the user can fix is told in one line (what is wrong,
-what to set) and a non-zero exit, never a traceback; and the ledger opened on its own, for commands
-that only read it.
+what to set) and a non-zero exit, never a traceback; the function's parts for a command that acts,
+behind the function's own ledger check; and the ledger opened on its own, for commands that only
+read it.
 
 Only errors known to mean "the configuration or its surroundings are wrong" become one line; any
-other exception is a bug and keeps its traceback.
+other exception is a bug and keeps its traceback. One exit status for every command: EXIT_STATUS.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from handler.app import Runtime
+    from handler.config import Config
     from handler.ledger import Ledger
 
-EXIT_REFUSED = 2
+EXIT_FAILED = 1  # the command could not do its work: ledger, Batch API, port, configuration
+EXIT_USAGE = 2  # an argument it cannot take (argparse exits 2 for its own usage errors too)
+EXIT_STATUS = """exit status: 0 done; 1 a runtime failure (the ledger, the Batch API, a port in use,
+a setting that cannot be used, the wrong ledger identity); 2 a usage error (an argument or a
+value the command cannot take)"""
 Main = Callable[[list[str]], int]
 
 CREDENTIAL_VARIABLES = ("set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (on SCF, the "
@@ -27,18 +35,26 @@ _AUTH_CODES = ("AuthFailure", "InvalidCredential", "UnauthorizedOperation", "NoC
 
 
 class Refused(Exception):
-    """The command cannot go on; the message says what is wrong and what to set."""
+    """The command cannot go on; the message says what is wrong and what to set. Exit 1."""
+
+
+class UsageError(Refused):
+    """An argument's value the command cannot take; the message names it and what it takes.
+    Exit 2, as argparse's own usage errors."""
 
 
 def explain(e: BaseException) -> str | None:
     """The one line for an error a user can fix, or None for anything else."""
     from handler.config import ConfigError
     from handler.gateway import ApiError
+    from handler.ledger.identity import LedgerForgot
     from handler.ledger.store import StoreUnavailable
     from handler.policy.loader import PolicyError
 
     if isinstance(e, Refused):
         return str(e)
+    if isinstance(e, LedgerForgot):  # its message names AUTORETRY_LEDGER_ID and `ledger init --adopt`
+        return f"ledger forgot: {e}"
     if isinstance(e, StoreUnavailable):  # its message names the store, never its password
         return f"ledger unavailable: {e} (is it running? AUTORETRY_STORE names it)"
     if isinstance(e, PolicyError) or isinstance(getattr(e, "__context__", None), PolicyError):
@@ -59,7 +75,7 @@ def explain(e: BaseException) -> str | None:
 
 def one_line(prog: str) -> Callable[[Main], Main]:
     """Decorate a command's `main(argv)`: known errors print `prog: <one line>` on stderr and
-    exit 2."""
+    exit EXIT_USAGE for a UsageError, EXIT_FAILED for any other."""
 
     def wrap(main: Main) -> Main:
         @functools.wraps(main)
@@ -74,10 +90,17 @@ def one_line(prog: str) -> Callable[[Main], Main]:
                 if line is None:
                     raise
                 print(f"{prog}: {' '.join(line.split())}", file=sys.stderr)
-                return EXIT_REFUSED
+                return EXIT_USAGE if isinstance(e, UsageError) else EXIT_FAILED
         return run
 
     return wrap
+
+
+def time_budget(seconds: float, option: str = "--seconds") -> float:
+    """`seconds` if it is a time budget a command can keep (above 0, finite), else a UsageError."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UsageError(f"{option} {seconds:g}: expected a number of seconds above 0")
+    return seconds
 
 
 def sqlite_path(store_url: str) -> tuple[str, bool] | None:
@@ -120,3 +143,62 @@ def open_ledger(must_exist: bool = True) -> tuple[Ledger, str]:
     except ValueError as e:  # an unknown scheme, or a DynamoDB table without a region
         raise Refused(str(e)) from None
     return Ledger(store, retention_s=config.retention_s), config.default_region
+
+
+def acting_runtime(config: Config | None = None, takes: str | None = None) -> Runtime:
+    """The function's parts for a command that acts (retries jobs, or takes notices off a queue),
+    past the function's own check: with AUTORETRY_LEDGER_ID set, the ledger must be the one it
+    names (see `guard`). `takes` names what the command would take from the deployed function (a
+    real queue): then AUTORETRY_LEDGER_ID must be set, so that what is taken goes into the
+    function's ledger and not into whatever local one AUTORETRY_STORE names. Every acting command
+    builds its parts here, so a new one cannot skip the check."""
+    from handler.app import runtime
+    from handler.config import Config
+    from handler.ledger import describe_store
+    from handler.ledger.identity import LEDGER_ID_VARIABLE
+
+    config = Config.from_env() if config is None else config
+    shown = where_the_store_is(config.store) or describe_store(config.store)
+    # Both refused before the store is opened: a SQLite file is not even created.
+    if takes is not None and config.ledger_id is None:
+        raise Refused(f"{takes} is the deployed function's, and {LEDGER_ID_VARIABLE} is not set: "
+                      f"its messages would be deleted into the ledger at {shown} and their jobs "
+                      "retried on a budget the function does not see. Set AUTORETRY_STORE to the "
+                      f"function's store and {LEDGER_ID_VARIABLE} to its identity (`python -m "
+                      "handler ledger init` against that store prints it)")
+    found = sqlite_path(config.store)
+    if config.ledger_id is not None and found is not None and not os.path.exists(found[0]):
+        raise Refused(f"no ledger at {shown}, so not the one {LEDGER_ID_VARIABLE}="
+                      f"{config.ledger_id} names: nothing was done. Set AUTORETRY_STORE to the "
+                      "function's store")
+    rt = runtime(config)
+    guard(rt)
+    return rt
+
+
+def guard(rt: Runtime) -> None:
+    """The function's check (handler.app: `check_identity(AUTORETRY_LEDGER_ID)` before anything),
+    made before a command acts: a ledger other than the one AUTORETRY_LEDGER_ID names is refused
+    in one line. It also arms every later claim with the same check, as in the function."""
+    from handler.ledger import describe_store
+    from handler.ledger.identity import ADOPT_COMMAND, LEDGER_ID_VARIABLE, LedgerForgot
+
+    expected = rt.config.ledger_id
+    if expected is None:  # no deployment's identity to hold it to: as the function, no check
+        return
+    try:
+        rt.ledger.check_identity(expected)
+    except LedgerForgot:
+        found = rt.ledger.identity()
+        shown = where_the_store_is(rt.config.store) or describe_store(rt.config.store)
+        if found is None:
+            what, remedy = "has no identity", (
+                f"if it is that store, it forgot (docs/ledger.md): `{ADOPT_COMMAND}` accepts it "
+                f"as it is, then set {LEDGER_ID_VARIABLE} to the identity it prints")
+        else:
+            what, remedy = f"is ledger {found}", (
+                f"if it is that store, set {LEDGER_ID_VARIABLE} to its identity (`python -m "
+                "handler ledger init` prints it)")
+        raise Refused(f"{shown} {what}, not the one {LEDGER_ID_VARIABLE}={expected} names: "
+                      f"nothing was done. Set AUTORETRY_STORE to the function's store; {remedy}"
+                      ) from None

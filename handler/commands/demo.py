@@ -1,6 +1,11 @@
 """The local demo: the Batch API emulator, the function behind a local HTTP endpoint on SQLite, and
 a mixed fleet of jobs whose failures are pushed (with duplicates) the way a TDMQ-CMQ subscription
-pushes them. Prints what was retried, what was skipped, and why."""
+pushes them. Prints what was retried, what was skipped, and why.
+
+The demo's ledger is its own, made afresh each run (var/demo.db): it is given an identity, and the
+demo sets AUTORETRY_LEDGER_ID to it, so its endpoint and its sweeps pass the same ledger check as
+the deployed function, on that ledger and no other (an AUTORETRY_LEDGER_ID or AUTORETRY_STORE of
+the caller's is not used)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handler.commands import one_line
+from handler.commands import EXIT_STATUS, UsageError, acting_runtime, one_line, time_budget
 
 PROG = "python -m handler demo"
 PROGRESS_EVERY_S = 3.0
@@ -50,11 +55,15 @@ def scenarios() -> list[Scenario]:
 
 @one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duplicates", type=int, default=2, help="extra copies of every push")
     ap.add_argument("--seconds", type=float, default=60.0, help="give up after this long")
     ap.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
     args = ap.parse_args(argv)
+    if args.duplicates < 0:
+        raise UsageError(f"--duplicates {args.duplicates}: expected 0 or more extra copies")
+    time_budget(args.seconds)
 
     from emulator import Emulator
 
@@ -63,9 +72,13 @@ def main(argv: list[str]) -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
+    from handler.ledger.setup import ledger_init
+
+    store = f"sqlite:///{db}"
     emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, region="ap-guangzhou").start()
     os.environ.update({
-        "AUTORETRY_STORE": f"sqlite:///{db}", "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
+        "AUTORETRY_STORE": store, "AUTORETRY_LEDGER_ID": ledger_init(store),
+        "AUTORETRY_BATCH_ENDPOINT": emu.endpoint,
         "AUTORETRY_BATCH_PROTOCOL": "http", "AUTORETRY_LOCAL": "true",
         "AUTORETRY_REGION": "ap-guangzhou",
         "TENCENTCLOUD_SECRET_ID": SECRET_ID, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
@@ -74,17 +87,19 @@ def main(argv: list[str]) -> int:
                  "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY"):
         os.environ.pop(name, None)
 
-    from handler.app import reset_runtime, runtime
+    from handler.app import reset_runtime
     from handler.commands.serve import start
     from handler.observe import Observer
     from handler.retrier import Deadline
 
     reset_runtime()
+    rt = acting_runtime()  # the endpoint's requests use these parts too (handler.app.runtime)
     server = start()
     url = f"http://127.0.0.1:{server.server_address[1]}/events"
     emu.subscribe("batch-events", url, format="json", duplicates=args.duplicates,
                   concurrent_duplicates=True)
-    print(f"emulator on {emu.url}; function on {url} (SQLite ledger {db})")
+    print(f"emulator on {emu.url}; function on {url} (its own SQLite ledger {db}, "
+          f"AUTORETRY_LEDGER_ID={rt.config.ledger_id})")
     print(f"every failure notice is pushed {1 + args.duplicates} times, concurrently\n")
 
     jobs: dict[str, Scenario] = {}
@@ -110,15 +125,15 @@ def main(argv: list[str]) -> int:
         while time.time() < end and not settled:
             time.sleep(0.25)
             if time.time() >= next_sweep:  # the timer trigger
-                runtime().retrier(Observer()).sweep(Deadline.after(20))
+                rt.retrier(Observer()).sweep(Deadline.after(20))
                 next_sweep = time.time() + 3.0
-            settled = _settled(emu, runtime(), jobs)
+            settled = _settled(emu, rt, jobs)
         ticking.set()
         # Stop pushes still on their way (duplicates) before the table, so no log line follows it.
         server.shutdown()
         emu.stop()
     print()
-    _table(emu, runtime(), jobs)
+    _table(emu, rt, jobs)
     stubborn = next((j for j, sc in jobs.items() if sc.name == "train-bug"), "JOB_ID")
     print(f"\nthe ledger's view, from this directory (the demo's SQLite file is {db}):")
     print(f"  AUTORETRY_STORE=sqlite:///{db} .venv/bin/python -m handler ledger list")

@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from handler.commands import Refused, one_line, where_the_store_is
+from handler.commands import EXIT_STATUS, Refused, UsageError, acting_runtime, one_line, where_the_store_is
 
 PROG = "python -m handler invoke"
 
@@ -30,7 +30,7 @@ class LocalLambdaContext:
 
 @one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS)
     ap.add_argument("file", help="a JSON event, e.g. events/scf-apigw-push-envelope.json ('-' for stdin)")
     ap.add_argument("--lambda", dest="aws", action="store_true", help="use lambda_handler")
     args = ap.parse_args(argv)
@@ -39,17 +39,17 @@ def main(argv: list[str]) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         event = json.loads(text)
     except (OSError, json.JSONDecodeError) as e:
-        print(f"cannot read event {args.file}: {e}", file=sys.stderr)
-        return 2
-    from handler.app import RedeliverLater, lambda_handler, main_handler, runtime
+        raise UsageError(f"cannot read event {args.file}: {e}") from None
+    from handler.app import RedeliverLater, lambda_handler, main_handler
     from handler.config import Config
 
     note = where_the_store_is(Config.from_env().store)
     if note:
         print(f"ledger: {note}", file=sys.stderr)
     # The function answers a caller "misconfigured; see its log": here the operator is the caller,
-    # so a setting that cannot be used is said in the one line (ConfigError, via one_line).
-    runtime()
+    # so a setting that cannot be used, or a ledger other than AUTORETRY_LEDGER_ID's, is said in
+    # the one line (via one_line).
+    acting_runtime()
 
     try:
         if args.aws:

@@ -13,7 +13,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from handler.commands import one_line, open_ledger
+from handler.commands import EXIT_STATUS, UsageError, one_line, open_ledger
+from handler.notices import JOB_ID_PATTERN, REGION_PATTERN
 from handler.outcomes import SKIP_OUTCOMES, Outcome
 
 if TYPE_CHECKING:
@@ -33,8 +34,9 @@ MEANING: dict[Outcome, str] = {
     Outcome.NOT_FOUND: "DescribeJobs does not know the job",
     Outcome.NOT_FAILED: "the job is not FAILED (running again, or succeeded)",
     Outcome.DUPLICATE: "this failure was decided already",
+    Outcome.HELD: "the operator holds the job (`hold`, `terminate`): this failure is not retried",
     Outcome.DEFERRED: "a backoff: due later",
-    Outcome.HELD: "another instance holds the failure's claim",
+    Outcome.IN_FLIGHT: "another instance holds the failure's claim",
     Outcome.AMBIGUOUS: "RetryJobs' answer was lost; the job is re-read before anything else",
     Outcome.RELEASED: "a claim given back: the call was certainly not made",
     Outcome.CLAIMED: "a claim taken; the RetryJobs call is under way",
@@ -81,7 +83,18 @@ def _count(text: str) -> int:
 def _outcomes_help() -> str:
     width = max(len(o) for o in Outcome)
     return "outcomes (the word before any detail):\n" + "\n".join(
-        f"  {o.value:{width}}  {MEANING[o]}" for o in Outcome)
+        f"  {o.value:{width}}  {MEANING[o]}" for o in Outcome) + "\n\n" + EXIT_STATUS
+
+
+def _check(args: argparse.Namespace) -> None:
+    """A job id or region that cannot be one: refused, rather than answered 'no record'."""
+    job = getattr(args, "job_id", None) or getattr(args, "job", None)
+    if job is not None and not re.match(JOB_ID_PATTERN, job):
+        raise UsageError(f"{job!r} is not a Batch job id: expected job- and 8 lowercase letters "
+                         "or digits, such as job-3k9x2m1a")
+    region = getattr(args, "region", None)
+    if region is not None and not re.match(REGION_PATTERN, region):
+        raise UsageError(f"--region {region!r}: expected a region such as ap-guangzhou")
 
 
 def decisions(ledger: Ledger, job: str | None = None, outcome: str | None = None,
@@ -127,7 +140,16 @@ def stats(ledger: Ledger) -> dict[str, Any]:
         "skips_last_hour": sum(skips.values()),
         "skips_by_outcome_last_hour": dict(sorted(skips.items())),
         "failures_known": len(failures),
+        **_notification_counts(ledger),
     }
+
+
+def _notification_counts(ledger: Ledger) -> dict[str, int]:
+    """Give-up messages still waiting for a channel, and those it gave up on (handler.notify)."""
+    from handler.notify.outbox import EXPIRED, PENDING, Outbox
+
+    counts = Outbox(ledger.store).counts()
+    return {"notifications_pending": counts[PENDING], "notifications_expired": counts[EXPIRED]}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,10 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("job_id")
     show.add_argument("--region", help="the job's region (default: the first of AUTORETRY_REGION)")
     show.add_argument("--json", action="store_true", help="the stored record, as JSON")
-    st = sub.add_parser("stats", help="queue depth, leases held, retries and skips in the last hour")
+    st = sub.add_parser("stats", help="queue depth, leases held, retries and skips in the last hour",
+                        epilog=EXIT_STATUS, formatter_class=raw)
     st.add_argument("--json", action="store_true")
     init = sub.add_parser("init", help="write the ledger's identity once and print it (the value of "
-                                       "AUTORETRY_LEDGER_ID); again, it prints the same one")
+                                       "AUTORETRY_LEDGER_ID); again, it prints the same one",
+                          epilog=EXIT_STATUS, formatter_class=raw)
     init.add_argument("--adopt", action="store_true",
                       help="accept a ledger that forgot (lost its identity) as this deployment's: "
                            "writes a new identity, to set as AUTORETRY_LEDGER_ID")
@@ -162,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 @one_line(PROG)
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    _check(args)
     if args.cmd == "init":
         from handler.config import Config
         from handler.ledger.setup import init_command
@@ -221,16 +246,23 @@ def _show(ledger: Ledger, job_id: str, region: str, as_json: bool) -> int:
     from handler.jobs import JobRef
 
     jv = ledger.job(JobRef(region, job_id))
-    if jv is None:
+    hold = ledger.hold_on(JobRef(region, job_id))
+    if jv is None and hold is None:
         print(f"no record of {region}/{job_id} (kept for AUTORETRY_RETENTION_HOURS after its last "
               "decision; see `python -m handler ledger list`)")
         return 1
     if as_json:
-        print(json.dumps(jv, indent=2))
+        print(json.dumps({**(jv or {}), **({"hold": hold.value()} if hold else {})}, indent=2))
+        return 0
+    print(f"job {job_id} in {region}")
+    if hold is not None:
+        print(f"held since {_when(hold.since)} UTC (`{hold.command}`): {hold.reason}; none of its "
+              "failures is retried until `python -m handler release`")
+    if jv is None:
+        print("no failure seen yet")
         return 0
     counters = {k: int(v) for k, v in (jv.get("counters") or {}).items() if int(v)}
     spent = ", ".join(f"{v} on {k}" for k, v in sorted(counters.items())) or "none"
-    print(f"job {job_id} in {region}")
     print(f"retries spent: {spent}")
     for key in jv.get("pending") or []:
         print(f"awaiting the outcome of a RetryJobs call: failure of {failure_of(key) or key}")
@@ -246,7 +278,47 @@ def _show(ledger: Ledger, job_id: str, region: str, as_json: bool) -> int:
     for word in words:
         meaning = MEANING.get(Outcome(word)) if word in _WORDS else None
         print(f"{word}: {meaning or 'an outcome this version does not know'}")
+    _show_notifications(ledger, region, job_id)
     return 0
+
+
+def _show_notifications(ledger: Ledger, region: str, job_id: str) -> None:
+    """The job's give-up messages: each one's state, and what each channel did with it."""
+    from handler.notify.notifier import MAX_REFUSALS
+    from handler.notify.outbox import Outbox
+
+    messages = Outbox(ledger.store).of_job(region, job_id)
+    if not messages:
+        return
+    print("\ngive-up messages:")
+    for m in messages:
+        print(f"failure of {failure_of(str(m['failure_key'])) or m['failure_key']}: "
+              f"{_message_state(m)}")
+        done = [str(c) for c in m.get("done") or []]
+        refusals = {str(k): int(v) for k, v in (m.get("refusals") or {}).items()}
+        abandoned = {str(c) for c in m.get("abandoned") or []}
+        for channel in dict.fromkeys([*done, *sorted(abandoned), *sorted(refusals)]):
+            if channel in done:
+                said = "took it"
+            elif channel in abandoned:
+                said = f"given up: it refused the message {MAX_REFUSALS} times"
+            else:
+                said = f"refused it {refusals[channel]} time{'s' if refusals[channel] != 1 else ''}"
+            print(f"  {channel:10} {said}")
+        if m.get("last_error") and m.get("state") != "sent":
+            print(f"  last error: {m['last_error']}")
+
+
+def _message_state(m: dict[str, Any]) -> str:
+    state, failed = str(m.get("state")), int(m.get("attempts") or 0)
+    tries = f"{failed} failed tr{'ies' if failed != 1 else 'y'}"
+    if state == "pending":
+        return f"pending ({tries}), next try at {_when(float(m.get('next_at') or 0))} UTC"
+    if state == "sent":
+        return f"sent at {_when(float(m.get('sent_at') or 0))} UTC"
+    if state == "expired":
+        return f"expired unsent ({tries}): given up"
+    return state
 
 
 def _stats(ledger: Ledger, as_json: bool) -> int:

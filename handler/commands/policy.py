@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from handler.commands import EXIT_FAILED, EXIT_STATUS, EXIT_USAGE
 from handler.jobs import FailureKey, JobDetail, JobView, iso_epoch
 from handler.notices import JOB_ID_PATTERN
 from handler.policy import Action, Failure, JobHistory
@@ -38,7 +39,7 @@ sleep: Callable[[float], None] = time.sleep  # tests replace it
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m handler policy", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     check = sub.add_parser("check", help="validate policy files and summarise them")
     check.add_argument("files", nargs="+", metavar="FILE",
@@ -147,7 +148,11 @@ def print_summary(policy: RulesPolicy, out: TextIO) -> None:
 
 
 class JobInputError(Exception):
-    pass
+    """The job cannot be read (its file, or the Batch API). Exit 1."""
+
+
+class JobArgumentError(JobInputError):
+    """An argument's value explain cannot take. Exit 2, as a usage error."""
 
 
 def _explain(policy: RulesPolicy, args: argparse.Namespace) -> int:
@@ -158,7 +163,7 @@ def _explain(policy: RulesPolicy, args: argparse.Namespace) -> int:
         spent = _pairs(args.spent, "--spent", int) if args.spent else None
     except JobInputError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE if isinstance(e, JobArgumentError) else EXIT_FAILED
     end_time = view.EndTime if view.end_epoch is not None else None
     key_end = end_time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
@@ -166,7 +171,7 @@ def _explain(policy: RulesPolicy, args: argparse.Namespace) -> int:
     except ValueError:
         print(f"error: --now {args.now!r}: expected an ISO time such as 2026-05-01T10:00:00Z, or 'end'",
               file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     # The same key the function would compute, so a jittered delay shown here is the real one.
     key = FailureKey(region, view.JobId, key_end)
     history, spent_from = _ledger_history(key) if spent is None else (JobHistory(spent), None)
@@ -267,7 +272,7 @@ def _read_job(source: str, region: str) -> tuple[JobView, JobDetail]:
         return _job_from_json(path.read_text(encoding="utf-8"), str(path))
     if re.match(JOB_ID_PATTERN, source):
         return _job_from_api(source, region)
-    raise JobInputError(f"--job {source!r}: not a file, '-' (stdin), or a job id like job-abcd1234")
+    raise JobArgumentError(f"--job {source!r}: not a file, '-' (stdin), or a job id like job-abcd1234")
 
 
 def _job_from_json(text: str, where: str) -> tuple[JobView, JobDetail]:
@@ -319,11 +324,11 @@ def _pairs(items: list[str], flag: str, kind: type[Any]) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise JobInputError(f"{flag} {item!r}: expected NAME=VALUE")
+            raise JobArgumentError(f"{flag} {item!r}: expected NAME=VALUE")
         try:
             out[name] = kind(value)
         except ValueError:
-            raise JobInputError(f"{flag} {item!r}: expected a whole number after '='") from None
+            raise JobArgumentError(f"{flag} {item!r}: expected a whole number after '='") from None
     return out
 
 

@@ -24,7 +24,7 @@ import urllib.request
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from handler.commands import Refused, one_line
+from handler.commands import EXIT_STATUS, Refused, acting_runtime, one_line
 
 PROG = "python -m handler push"
 # Where `python -m handler serve` listens by default (its --port 8080), on the path the deployed
@@ -116,19 +116,29 @@ def push(url: str, job_id: str, region: str, event: str, copies: int, simplified
 
 
 def list_failed(region: str) -> list[str]:
-    """Ids of the jobs the Batch API (AUTORETRY_BATCH_ENDPOINT) lists as FAILED, newest first."""
-    from handler.config import Config
-    from handler.gateway import BatchGateway
+    """Ids of the jobs the Batch API (AUTORETRY_BATCH_ENDPOINT) lists as FAILED, newest first.
+    The listing takes a turn of the DescribeJobs limit from the function's ledger
+    (AUTORETRY_STORE), as the function's own calls do: the limit is the account's, and a call
+    made beside the turns would push the function's next one over it; so the ledger is held to
+    AUTORETRY_LEDGER_ID first, as for a command that retries."""
+    from handler.retrier import Deadline
+    from handler.retrier.pacing import OutOfTime, Pacer
 
-    config = Config.from_env()
-    gateway = BatchGateway(endpoint=config.batch_endpoint, protocol=config.batch_protocol)
-    views, _ = gateway.list_jobs(region, "FAILED", 0)
+    rt = acting_runtime()
+    pacer = Pacer(rt.ledger, rt.settings, rt.gateway.timeout_s)
+    within = rt.settings.max_token_wait_s + 2 * rt.gateway.timeout_s
+    try:
+        with pacer.turn("DescribeJobs", Deadline.after(within)):
+            views, _ = rt.gateway.list_jobs(region, "FAILED", 0)
+    except OutOfTime:
+        raise Refused("no turn of the shared DescribeJobs limit came in time (the function is "
+                      "using it); try again in a moment") from None
     return [v.JobId for v in views]
 
 
 @one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="the failed job(s) to announce")
     ap.add_argument("--dups", type=int, default=0, metavar="N",

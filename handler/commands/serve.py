@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from handler.commands import EXIT_STATUS, Refused, UsageError, acting_runtime, one_line
+
 if TYPE_CHECKING:
     from handler.app import Runtime
     from handler.config import Config
@@ -37,6 +39,13 @@ def apigw_event(method: str, raw_path: str, headers: dict[str, str], body: bytes
         "pathParameters": {},
         "stageVariables": {"stage": "release"},
     }
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per request, as ThreadingHTTPServer, with room for a topic's pushes arriving at
+    once: the default listen backlog (5) resets the connections beyond it."""
+
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,17 +109,13 @@ def start(host: str = "127.0.0.1", port: int = 0, runtime: Callable[[], Runtime]
     """Start the endpoint in a background thread (for the demo and tests). `runtime`, when given,
     supplies the parts each request is handled with."""
     handler = type("_Handler", (_Handler,), {"runtime": staticmethod(runtime)}) if runtime else _Handler
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    server = _Server((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+PROG = "python -m handler serve"
 
 
 def _auth_mode(config: Config) -> str:
@@ -124,41 +129,33 @@ def _auth_mode(config: Config) -> str:
             "AUTORETRY_HMAC_SECRET is set")
 
 
+@one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m handler serve", description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS)
     ap.add_argument("--host", default="127.0.0.1",
                     help="interface to listen on (default 127.0.0.1; AUTORETRY_LOCAL defaults to "
                          "true only there)")
     ap.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     args = ap.parse_args(argv)
     if not 0 <= args.port <= 65535:
-        print(f"serve: --port {args.port}: expected a port from 0 to 65535", file=sys.stderr)
-        return 2
+        raise UsageError(f"--port {args.port}: expected a port from 0 to 65535")
     # A local endpoint without a token is allowed only because it is explicitly local: reachable
     # from this machine alone. On any other interface a credential must be configured.
     if args.host in LOOPBACK:
         os.environ.setdefault("AUTORETRY_LOCAL", "true")
 
-    from handler.app import runtime
-    from handler.config import Config, ConfigError
-    from handler.ledger import StoreUnavailable, describe_store
+    from handler.config import Config
+    from handler.ledger import describe_store
 
+    config = Config.from_env()
+    # Refused now, not answered with 503 later: a broken policy or store, or a ledger other than
+    # the one AUTORETRY_LEDGER_ID names (every request checks it again, as the function does).
+    acting_runtime(config)
     try:
-        config = Config.from_env()
-        runtime(config)  # a broken policy or store is refused now, not answered with 503 later
-    except ConfigError as e:
-        print(f"serve: not started: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except StoreUnavailable as e:
-        print(f"serve: not started: ledger {describe_store(config.store)} unavailable: "
-              f"{str(e).splitlines()[0][:300]}", file=sys.stderr)
-        return 1
-    try:
-        server = ThreadingHTTPServer((args.host, args.port), _Handler)
+        server = _Server((args.host, args.port), _Handler)
     except OSError as e:
         reason = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-        print(f"serve: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
-        return 1
+        raise Refused(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving main_handler on http://{shown_host}:{server.server_address[1]}/events "
           f"(store {describe_store(config.store)}; auth: {_auth_mode(config)})", flush=True)

@@ -11,7 +11,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from handler.commands import CREDENTIAL_VARIABLES, Refused, one_line, where_the_store_is
+from handler.commands import (
+    CREDENTIAL_VARIABLES,
+    EXIT_STATUS,
+    Refused,
+    acting_runtime,
+    one_line,
+    time_budget,
+    where_the_store_is,
+)
 
 if TYPE_CHECKING:
     from handler.app import Runtime
@@ -42,15 +50,16 @@ def preflight(rt: Runtime, deadline: Deadline) -> None:
 
 @one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=300.0, help="stop taking work after this long")
+    ap.add_argument("--seconds", type=float, default=300.0,
+                    help="stop taking work after this long (more than 0; default 300)")
     args = ap.parse_args(argv)
-    from handler.app import runtime
+    time_budget(args.seconds)
     from handler.observe import Observer
     from handler.retrier import Deadline
 
-    rt = runtime()
+    rt = acting_runtime()
     deadline = Deadline.after(args.seconds)
     preflight(rt, deadline)
     note = where_the_store_is(rt.config.store)

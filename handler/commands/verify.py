@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import urllib.error
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from handler.auth import signed_headers
-from handler.commands import one_line
+from handler.commands import EXIT_STATUS, UsageError, one_line, time_budget
 from handler.commands.push import TIMEOUT_S, envelope, post, push_headers, with_token
 
 MEANING = {
@@ -60,7 +59,7 @@ def _shown(url: str) -> str:
 @one_line("python -m handler verify")
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m handler verify", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("url", help="the endpoint the topic subscription pushes to")
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--token", help="shared token, sent as ?token= (default: $AUTORETRY_AUTH_TOKEN)")
@@ -70,8 +69,8 @@ def main(argv: list[str]) -> int:
 
     url = args.url
     if urlsplit(url).scheme not in ("http", "https"):
-        print(f"not an http(s) URL: {_shown(url)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"not an http(s) URL: {_shown(url)}")
+    time_budget(args.timeout, "--timeout")
     message_id = f"verify-{uuid.uuid4().hex[:12]}"
     # Reads as synthetic, yet in the Batch API's exact id format (job- and 8 lowercase letters or
     # digits), which the function requires of every job it accepts.

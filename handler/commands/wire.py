@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.commands import EXIT_STATUS, Refused, UsageError, one_line
+from handler.notices import REGION_PATTERN
+
+PROG = "python -m handler wire"
 TDMQ_VERSION = "2020-02-17"
 EVENTS = ("JOB_FAILED", "JOB_FAILED_INTERRUPTED")
 # CreateCmqQueue documents MsgRetentionSeconds as 30-43200 while the queue view says up to 15 days:
@@ -167,17 +171,21 @@ def tdmq_caller(region: str, endpoint: str | None, protocol: str) -> Call:
     return call
 
 
+@one_line(PROG)
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m handler wire", description=__doc__)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--topic", default="batch-events")
-    ap.add_argument("--queue", default=os.environ.get("AUTORETRY_QUEUE") or "batch-autoretry",
+    ap.add_argument("--queue",
                     help="the queue the function pulls (default $AUTORETRY_QUEUE or batch-autoretry)")
     ap.add_argument("--dead-letter-queue", help="default: QUEUE-dead-letters")
-    ap.add_argument("--max-receives", type=int, default=5,
-                    help="receives before a message that is never deleted goes to the dead-letter queue")
+    ap.add_argument("--max-receives", type=int,
+                    help="receives before a message that is never deleted goes to the dead-letter "
+                         "queue (1 to 1000, default 5)")
     ap.add_argument("--subscription", default="batch-autoretry")
     ap.add_argument("--http", metavar="URL", help="subscribe this http:// endpoint instead of a queue")
-    ap.add_argument("--region", default=(os.environ.get("AUTORETRY_REGION") or "ap-guangzhou").split(",")[0])
+    ap.add_argument("--region", default=(os.environ.get("AUTORETRY_REGION") or "ap-guangzhou").split(",")[0],
+                    help="e.g. ap-guangzhou (default: the first of $AUTORETRY_REGION)")
     ap.add_argument("--endpoint", default=os.environ.get("AUTORETRY_TDMQ_ENDPOINT"),
                     help="host[:port] of the TDMQ API (default: Tencent's; $AUTORETRY_TDMQ_ENDPOINT)")
     ap.add_argument("--protocol", default=os.environ.get("AUTORETRY_TDMQ_PROTOCOL", "https"),
@@ -186,15 +194,9 @@ def main(argv: list[str]) -> int:
                     help="send an https:// --http URL anyway (the API documents http:// only)")
     ap.add_argument("--dry-run", action="store_true", help="print the calls, make none")
     args = ap.parse_args(argv)
-    if args.http is not None and not args.http.startswith("http://") and not (
-            args.allow_https and args.http.startswith("https://")):
-        print("wire: TDMQ-CMQ documents HTTP subscription endpoints as http://… (CreateCmqSubscribe); "
-              "for an https-only endpoint use the queue pull (no --http), put an HTTP listener (CLB, "
-              "ALB) in front, or try --allow-https", file=sys.stderr)
-        return 2
-    if not 1 <= args.max_receives <= 1000:
-        print("wire: --max-receives takes 1 to 1000", file=sys.stderr)
-        return 2
+    _check(args)
+    args.queue = args.queue or os.environ.get("AUTORETRY_QUEUE") or "batch-autoretry"
+    args.max_receives = 5 if args.max_receives is None else args.max_receives
     plan = Plan(args.topic, None if args.http else args.queue,
                 None if args.http else (args.dead_letter_queue or f"{args.queue}-dead-letters"),
                 args.subscription, args.http, args.max_receives)
@@ -205,11 +207,9 @@ def main(argv: list[str]) -> int:
                                                                           args.protocol)
         ensure(plan, call, args.dry_run)
     except WireError as e:
-        print(f"wire: {e}", file=sys.stderr)
-        return 1
+        raise Refused(str(e)) from None
     except TencentCloudSDKException as e:
-        print(f"wire: {e.get_code()}: {e.get_message()}", file=sys.stderr)
-        return 1
+        raise Refused(f"{e.get_code()}: {e.get_message()}") from None
     print(("\nwould add" if args.dry_run else "\nAdd") + " this to the Job of every SubmitJob "
           "(or to CreateComputeEnv):")
     print(json.dumps(notifications_block(args.topic), indent=2))
@@ -217,3 +217,28 @@ def main(argv: list[str]) -> int:
         print(f"\nThe function pulls it with AUTORETRY_QUEUE={args.queue} "
               f"(and AUTORETRY_REGION={args.region}).")
     return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse what the command would otherwise ignore, or what the function would refuse later."""
+    region = args.region.strip()
+    if not re.match(REGION_PATTERN, region):  # the rule AUTORETRY_REGION is held to
+        raise UsageError(f"--region {region!r}: expected a region such as ap-guangzhou (the "
+                         "function would refuse it as AUTORETRY_REGION)")
+    args.region = region
+    if args.http is not None:
+        ignored = [name for name, value in (("--queue", args.queue),
+                                            ("--dead-letter-queue", args.dead_letter_queue),
+                                            ("--max-receives", args.max_receives))
+                   if value is not None]
+        if ignored:
+            raise UsageError(f"{' and '.join(ignored)} with --http: an HTTP subscription has no "
+                             f"queue; drop {' and '.join(ignored)}, or --http to wire a queue")
+        if not args.http.startswith("http://") and not (
+                args.allow_https and args.http.startswith("https://")):
+            raise UsageError("TDMQ-CMQ documents HTTP subscription endpoints as http://… "
+                             "(CreateCmqSubscribe); for an https-only endpoint use the queue pull "
+                             "(no --http), put an HTTP listener (CLB, ALB) in front, or try "
+                             "--allow-https")
+    if args.max_receives is not None and not 1 <= args.max_receives <= 1000:
+        raise UsageError(f"--max-receives {args.max_receives}: expected 1 to 1000")

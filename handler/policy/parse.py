@@ -46,12 +46,14 @@ _PolicyLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false
 
 
 def _parse_text(text: str, source: str) -> Any:
+    """Policy text is YAML, JSON included. JSON is read as JSON first: PyYAML (YAML 1.1) refuses
+    some valid JSON, such as a tab before a value. Anything else, a one-line flow mapping
+    `{version: 1, rules: [...]}` too, is read as YAML."""
     if text.lstrip().startswith("{"):
         try:
             return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PolicyError(f"{source}: not valid JSON: line {e.lineno}, column {e.colno}: "
-                              f"{e.msg}") from None
+        except json.JSONDecodeError:
+            pass  # not JSON: YAML has the last word, and its error is the one told
     try:
         return yaml.load(text, Loader=_PolicyLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as e:

@@ -1,5 +1,5 @@
-"""handler.commands.one_line: errors a user can fix become one line and exit 2; a bug keeps its
-traceback."""
+"""handler.commands.one_line: errors a user can fix become one line and exit 1 (a runtime failure;
+a UsageError exits 2: tests/cli/test_bad_arguments.py); a bug keeps its traceback."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def _raising(error: BaseException) -> Callable[[list[str]], int]:
      "TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY"),
     (ConfigError("two\nlines"), "two lines"),
 ])
-def test_a_known_error_is_one_line_and_exit_2(error: Exception, line: str,
+def test_a_known_error_is_one_line_and_exit_1(error: Exception, line: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert _raising(error)([]) == 2
+    assert _raising(error)([]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"python -m handler thing: {line}")
@@ -50,7 +50,7 @@ def test_a_policy_error_wrapped_by_the_app_still_names_autoretry_policy(
         except PolicyError as e:
             raise ConfigError(str(e)) from None
     except ConfigError as wrapped:
-        assert _raising(wrapped)([]) == 2
+        assert _raising(wrapped)([]) == 1
     assert "AUTORETRY_POLICY: inline policy: not valid JSON" in capsys.readouterr().err
 
 

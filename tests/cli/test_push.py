@@ -123,7 +123,7 @@ def test_push_with_nothing_listening_says_so_in_one_line(capsys: pytest.CaptureF
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    assert push([JOB, "--url", f"http://127.0.0.1:{closed}/events"]) == 2
+    assert push([JOB, "--url", f"http://127.0.0.1:{closed}/events"]) == 1  # a runtime failure
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no answer from" in err[0] and "python -m handler serve" in err[0]
 

@@ -24,18 +24,39 @@ SECTION = "## Walk-through: make a job fail and watch it retried"
 EMULATOR_PORT, SERVE_PORT = "9100", "8080"
 
 
-def walkthrough() -> dict[str, list[str]]:
-    """The section's `sh` blocks by terminal (`# terminal N` on a block's first line)."""
+def section() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index(SECTION)
     end = text.find("\n## ", start + len(SECTION))
+    return text[start:end if end > 0 else None]
+
+
+def walkthrough() -> dict[str, list[str]]:
+    """The section's `sh` blocks by terminal (`# terminal N` on a block's first line)."""
     terminals: dict[str, list[str]] = {}
-    for block in re.findall(r"```sh\n(.*?)```", text[start:end if end > 0 else None], re.S):
+    for block in re.findall(r"```sh\n(.*?)```", section(), re.S):
         first, _, rest = block.partition("\n")
         found = re.fullmatch(r"#\s*(terminal \d)\s*", first)
         assert found, f"every sh block of the walk-through names its terminal: {first!r}"
         terminals.setdefault(found[1], []).append(rest)
     return terminals
+
+
+HISTORY_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)  (\S+)\s+(\S+)\s+(.*)$", re.M)
+
+
+def documented_history() -> list[tuple[str, str, re.Pattern[str]]]:
+    """The history the section shows (its `text` block), each line as its outcome, its rule and
+    a pattern of its reason: times as any time, the state the job has left FAILED for as RUNNING
+    or SUCCEED (the section says so), and what the line may add when notices repeat."""
+    [shown] = re.findall(r"```text\n(.*?)```", section(), re.S)
+    lines = []
+    for _, outcome, rule, reason in HISTORY_LINE.findall(shown):
+        pattern = re.escape(reason)
+        pattern = re.sub(r"\d{4}\\-\d\d\\-\d\dT\d\d:\d\d:\d\dZ", r"\\S+", pattern)
+        pattern = pattern.replace("RUNNING", "(RUNNING|SUCCEED)")
+        lines.append((outcome, rule, re.compile(pattern + r"( \((\+\d+ duplicate|seen \d+ more).*\))*")))
+    return lines
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, within_s: float = 30.0
@@ -98,6 +119,8 @@ def test_the_readme_walkthrough_retries_the_failed_job_once(
     function_log = (tmp_path / "terminal-2.log").read_text()
     assert run.returncode == 0, run.stdout + run.stderr + function_log
     assert "Traceback" not in run.stderr + function_log
+    # Every Batch API call, the commands' and the function's, kept within the limit.
+    assert "RequestLimitExceeded" not in function_log
 
     # The job the emulator listed as FAILED is the one pushed and shown.
     emulator_says = (tmp_path / "terminal-1.log").read_text()
@@ -107,9 +130,18 @@ def test_the_readme_walkthrough_retries_the_failed_job_once(
     assert answers == [("1", "200"), ("2", "200"), ("3", "200")], out
     assert f"job {job} in ap-guangzhou" in out
     assert "retries spent: 1 on attempts" in out
-    history = [line for line in out.splitlines() if re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", line)]
-    retried = [line for line in history if line.split()[2] == "retried"]
-    assert len(retried) == 1 and "retry 1 of 3" in retried[0], out
-    # curl's push was accepted and decided without a second retry
+    # `ledger show` prints the history the section documents, line by line: one retry, then the
+    # copies that came after it kept as not_failed.
+    shown = [(outcome, rule, reason) for _, outcome, rule, reason in HISTORY_LINE.findall(out)
+             if outcome != job]
+    documented = documented_history()
+    assert [(o, r) for o, r, _ in shown] == [(o, r) for o, r, _ in documented] \
+        == [("retried", "default"), ("not_failed", "verify")], out + function_log
+    for (_, _, reason), (_, _, pattern) in zip(shown, documented, strict=True):
+        assert pattern.fullmatch(reason), (reason, pattern.pattern)
+    # curl's push was accepted, and decided as a repeat of not_failed: still one retry
     assert '"accepted": 1' in out
-    assert len(re.findall(r"^\S+ \S+\s+" + job + r"\s+retried\s", out, re.M)) == 1, out
+    listed = [(outcome, reason) for _, outcome, _, reason in
+              re.findall(rf"^(\S+ \S+)\s+{job}\s+(\S+)\s+(\S+)\s+(.*)$", out, re.M)]
+    assert [o for o, _ in listed] == ["not_failed", "retried"], out
+    assert re.search(r"\(seen \d+ more times?\)$", listed[0][1]), out

@@ -179,11 +179,11 @@ def test_explain_of_an_old_failure_says_too_old_and_how_to_look_anyway(
     (["--job", "{job}", "--spent", "attempts=two"], "expected a whole number"),
     (["--job", "{job}", "--now", "yesterday"], "--now 'yesterday': expected an ISO time"),
 ])
-def test_explain_input_errors_exit_1_with_a_message(files: tuple[Path, Path], args: list[str],
-                                                     message: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_argument_errors_exit_2_with_a_message(files: tuple[Path, Path], args: list[str],
+                                                       message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     args = [a.replace("{job}", str(files[1])) for a in args]
-    assert main(["explain", str(files[0]), *args]) == 1
+    assert main(["explain", str(files[0]), *args]) == 2  # usage errors, as argparse's own
     assert message in capsys.readouterr().err
 
 

@@ -196,7 +196,7 @@ def _error(text: str) -> str:
     ("version: 1\nrules:\n  - {name: a, action: SKIP, when: {job_reason: *quota*}}",
      "not valid YAML: line 3, column 54: expected alphabetic or numeric character, but found '*' (a glob "
      "that starts with * must be quoted: '*quota*')"),
-    ('{"version": 1,}', "not valid JSON: line 1, column 15"),
+    ('{"version": 1', "not valid YAML: line 1, column 14: expected ',' or '}'"),
     ("- version: 1", "expected a mapping with `version: 1` and `rules:`, got list"),
 ])
 def test_policy_errors_name_the_field_and_what_is_allowed(text: str, message: str) -> None:
