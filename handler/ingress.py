@@ -339,14 +339,22 @@ def respond(trigger: Trigger, retrier: Retrier, observer: Observer, deadline: De
 class _Tally:
     accepted: int = 0
     ignored: int = 0
-    foreign: set[str] = field(default_factory=set)  # regions named that this function does not serve
+    # The notices, by position, that named a region this function does not serve, with those regions.
+    foreign_at: dict[int, set[str]] = field(default_factory=dict)
+
+    @property
+    def foreign(self) -> set[str]:
+        """Every region named that this function does not serve."""
+        return set[str]().union(*self.foreign_at.values())
 
     def answer(self, more_due: bool = False, **more: Any) -> Answer:
-        if self.foreign and not self.accepted:
+        if self.foreign:
             # Refused, not ignored: if AUTORETRY_REGION lacks a region by mistake, the topic's
-            # redeliveries keep the notice alive until it is fixed.
+            # redeliveries keep the notice alive until it is fixed. Events of the same notice for
+            # a served region are in the ledger already; their redeliveries are absorbed.
             return Answer(403, {"error": f"region {', '.join(sorted(self.foreign))[:200]} is not in "
-                                         "AUTORETRY_REGION", "ignored": self.ignored})
+                                         "AUTORETRY_REGION", "accepted": self.accepted,
+                                "ignored": self.ignored}, more_due)
         return Answer(200, {"accepted": self.accepted, "ignored": self.ignored, **more}, more_due)
 
 
@@ -388,7 +396,12 @@ def _messages(messages: list[tuple[str | None, str]], retrier: Retrier, observer
         return Answer(400, {"error": "; ".join(rejected)[:1000]})
     tally = accept_notices(retrier, notices, observer, regions)
     retried, more_due = _flush_soon(retrier, observer, flush_by, tally.accepted)
-    return tally.answer(more_due, retried=retried, rejected=rejected)
+    answer = tally.answer(more_due, retried=retried, rejected=rejected)
+    if answer.status == 403:
+        # Not over HTTP: the platform redelivers only an invocation that failed (a 5xx here),
+        # so that is how a notice for a region not served yet is kept, as the push path keeps it.
+        return Answer(503, answer.body, answer.more_due)
+    return answer
 
 
 # Shapes of notice already shown in this instance's log (bounded: a sender inventing shapes
@@ -415,7 +428,7 @@ def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], o
     from handler.jobs import JobRef
 
     tally = _Tally()
-    for msg_id, notice in notices:
+    for position, (msg_id, notice) in enumerate(notices):
         _show_new_shape(notice, observer)
         for ev in notice.Events:
             if not ev.is_job_failure or ev.Batch.JobId is None:
@@ -426,7 +439,7 @@ def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], o
                 continue
             region = ev.Region or regions[0]
             if region not in regions:
-                tally.foreign.add(region)
+                tally.foreign_at.setdefault(position, set()).add(region)
                 observer.count("events.foreign_region")
                 observer.warning("notice for a region not in AUTORETRY_REGION refused",
                                  region=region, job=ev.Batch.JobId, message_id=msg_id)
@@ -475,8 +488,9 @@ def _pull(queue: QueueSource, retrier: Retrier, observer: Observer, deadline: De
         return Answer(503, {"error": "ledger unavailable; the queue keeps the messages"})
     retrier.deliver_notices(deadline)
     observer.info("pull done", received=report.received, accepted=report.accepted,
-                  deleted=report.deleted, poison=report.poison, retried=len(drained.retried),
-                  stopped=drained.stopped)
+                  deleted=report.deleted, poison=report.poison, foreign=report.foreign,
+                  retried=len(drained.retried), stopped=drained.stopped)
     return Answer(200, {"received": report.received, "accepted": report.accepted,
                         "deleted": report.deleted, "poison": report.poison,
-                        "retried": drained.retried, "stopped": report.stopped})
+                        "foreign": report.foreign, "retried": drained.retried,
+                        "stopped": report.stopped})

@@ -5,12 +5,14 @@ Never loses a message: a crash (or any failure) between receive and delete leave
 the queue, visible again after the queue's visibility timeout, and the ledger absorbs the repeat.
 A body that is not a Batch notice (poison) is logged on every receive with its receive count and
 left alone: it is never retried and never deleted by us, and the queue's dead-letter policy moves it
-aside after its `MaxReceiveCount` receives.
+aside after its `MaxReceiveCount` receives. A notice naming a region this function does not serve
+(not in AUTORETRY_REGION) is left the same way, as the HTTP path refuses it: once the region is added
+it is acted on at its next receive, and until then the dead-letter queue keeps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +27,9 @@ from handler.retrier import Deadline, FlushReport, Retrier
 # timeout, so one we could not finish would only come back late.
 MIN_TIME_FOR_A_BATCH_S = 3.0
 
-Accept = Callable[[list[tuple[str | None, Notice]]], None]
+# Puts notices in the ledger; returns, by position, those it could not act on yet with the regions
+# they named that are not served.
+Accept = Callable[[list[tuple[str | None, Notice]]], Mapping[int, Collection[str]]]
 
 
 class QueueSource(Protocol):
@@ -36,9 +40,10 @@ class QueueSource(Protocol):
 @dataclass
 class PullReport:
     received: int = 0  # messages received (a redelivered one counts again)
-    accepted: int = 0  # messages whose notice is in the ledger
+    accepted: int = 0  # messages whose notice is wholly in the ledger (so deleted, or tried)
     deleted: int = 0
     poison: int = 0  # bodies that are not Batch notices, left for the dead-letter queue
+    foreign: int = 0  # notices naming a region not served, left for the dead-letter queue too
     undeleted: int = 0  # accepted, but the delete failed: they come back, and are absorbed
     batches: int = 0
     stopped: str = ""  # "empty" | "time" | "queue error" | "ledger error"
@@ -50,6 +55,7 @@ class PullReport:
         self.accepted += other.accepted
         self.deleted += other.deleted
         self.poison += other.poison
+        self.foreign += other.foreign
         self.undeleted += other.undeleted
         self.batches += other.batches
         self.stopped = other.stopped
@@ -61,8 +67,9 @@ def pull(queue_client: QueueSource, accept: Accept, deadline: Deadline, *, obser
          min_time_s: float = MIN_TIME_FOR_A_BATCH_S,
          between_batches: Callable[[], object] | None = None) -> PullReport:
     """Drain the queue until it is empty or the deadline is near. `accept(notices)` is the ingress's
-    "enqueue in the ledger" step: durable when it returns, raising otherwise. `between_batches`
-    runs after each batch is deleted (the tick flushes there when the API has a turn free)."""
+    "enqueue in the ledger" step: durable when it returns, raising otherwise; the notices it could
+    not act on yet are not deleted. `between_batches` runs after each batch is deleted (the tick
+    flushes there when the API has a turn free)."""
     report = PullReport()
     while True:
         if deadline.remaining() < min_time_s + wait_s:
@@ -78,13 +85,17 @@ def pull(queue_client: QueueSource, accept: Accept, deadline: Deadline, *, obser
             break
         report.batches += 1
         report.received += len(messages)
-        notices, handles = _read(messages, observer, report)
+        notices, read = _read(messages, observer, report)
+        kept: Mapping[int, Collection[str]] = {}
         if notices:
             try:
-                accept(notices)
+                kept = accept(notices) or {}
             except Exception as e:  # nothing is deleted: every message of the batch comes back
                 _stop(report, observer, "ledger error", f"{type(e).__name__}: {e}"[:300])
                 break
+        for i, regions in sorted(kept.items()):
+            _keep_foreign(read[i], regions, observer, report)
+        handles = [msg.receipt_handle for i, msg in enumerate(read) if i not in kept]
         report.accepted += len(handles)
         if handles:
             _delete(queue_client, handles, observer, report)
@@ -95,15 +106,16 @@ def pull(queue_client: QueueSource, accept: Accept, deadline: Deadline, *, obser
                 _stop(report, observer, "ledger error", f"{type(e).__name__}: {e}"[:300])
                 break
     observer.info("queue pull done", received=report.received, accepted=report.accepted,
-                  deleted=report.deleted, poison=report.poison, batches=report.batches,
-                  stopped=report.stopped)
+                  deleted=report.deleted, poison=report.poison, foreign=report.foreign,
+                  batches=report.batches, stopped=report.stopped)
     return report
 
 
 def _read(messages: list[QueueMessage], observer: Observer, report: PullReport
-          ) -> tuple[list[tuple[str | None, Notice]], list[str]]:
+          ) -> tuple[list[tuple[str | None, Notice]], list[QueueMessage]]:
+    """The notices of the readable messages, and those messages, in the same order."""
     notices: list[tuple[str | None, Notice]] = []
-    handles: list[str] = []
+    read: list[QueueMessage] = []
     for msg in messages:
         try:
             notice, envelope_id = read_notice(msg.body)
@@ -116,8 +128,20 @@ def _read(messages: list[QueueMessage], observer: Observer, report: PullReport
             observer.count("input.rejected")
             continue
         notices.append((msg.msg_id or envelope_id, notice))
-        handles.append(msg.receipt_handle)
-    return notices, handles
+        read.append(msg)
+    return notices, read
+
+
+def _keep_foreign(msg: QueueMessage, regions: Collection[str], observer: Observer,
+                  report: PullReport) -> None:
+    # Deleting it would drop a failure for good if AUTORETRY_REGION lacks the region by mistake;
+    # kept, it is acted on at a receive after the region is added, or set aside by the queue's
+    # dead-letter policy. A message that also names a served region keeps that notice in the
+    # ledger meanwhile: each receive enqueues it again, and the ledger absorbs the repeat.
+    report.foreign += 1
+    observer.warning("message for a region not in AUTORETRY_REGION left for the dead-letter queue",
+                     message_id=msg.msg_id, receive_count=msg.receive_count,
+                     regions=", ".join(sorted(regions))[:200])
 
 
 def _delete(queue_client: QueueSource, handles: list[str], observer: Observer,
@@ -143,18 +167,19 @@ def _stop(report: PullReport, observer: Observer, why: str, detail: str) -> None
 def tick(queue_client: QueueSource, retrier: Retrier, observer: Observer, deadline: Deadline,
          regions: tuple[str, ...], *, wait_s: int = 0) -> tuple[PullReport, FlushReport]:
     """One run of the function's pull timer (and of `python -m handler pull`): pull the queue into
-    the ledger, then drain what is due; and again while the queue had anything, until it is empty
-    or time is short. Under a burst the retries start while the queue is still being read: once a
+    the ledger, then drain what is due; and again while the queue had anything to take, until it
+    is empty or time is short. Under a burst the retries start while the queue is still being read: once a
     full call's worth of notices waits, a batch is flushed whenever the API has a turn free. An
     idle tick costs one receive."""
     pulled, drained = PullReport(), FlushReport()
     waiting = 0  # notices put in the ledger since the last flush (duplicates included)
 
-    def accept(notices: list[tuple[str | None, Notice]]) -> None:
+    def accept(notices: list[tuple[str | None, Notice]]) -> Mapping[int, Collection[str]]:
         """The ledger step, as ingress does it for pushes."""
         nonlocal waiting
-        accept_notices(retrier, notices, observer, regions)
+        tally = accept_notices(retrier, notices, observer, regions)
         waiting += len(notices)
+        return tally.foreign_at
 
     def flush_a_full_call() -> None:
         nonlocal waiting
@@ -173,6 +198,9 @@ def tick(queue_client: QueueSource, retrier: Retrier, observer: Observer, deadli
         drained.add(report_of_drain)
         drained.stopped = report_of_drain.stopped
         waiting = 0
-        if report.received == 0 or report.stopped == "time" or report_of_drain.stopped == "time":
+        # A round that took nothing (only messages left in the queue: poison, a region not served)
+        # ends the tick: reading on could only meet them again, each receive counting towards
+        # their MaxReceiveCount, once a visibility timeout shorter than the tick had ended.
+        if report.accepted == 0 or report.stopped == "time" or report_of_drain.stopped == "time":
             break
     return pulled, drained

@@ -50,4 +50,5 @@ class Notifications:
         return Announcer(self.outbox, self.settings)
 
     def deliver(self, observer: Observer, seconds: float) -> DeliveryReport:
-        return Notifier(self.outbox, self.settings.channels, observer).deliver(seconds)
+        return Notifier(self.outbox, self.settings.channels, observer,
+                        base_s=self.settings.backoff_s).deliver(seconds)

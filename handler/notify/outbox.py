@@ -220,6 +220,21 @@ class Outbox(Records):
             if rec.live(now):
                 yield {"failure_key": key[len(PREFIX) + 2:], **rec.value}
 
+    def counts(self) -> dict[str, int]:
+        """How many messages are in each state (pending, sent, expired), from one scan."""
+        counts = dict.fromkeys((PENDING, SENT, EXPIRED), 0)
+        for m in self.messages():
+            state = str(m.get("state"))
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def of_job(self, region: str, job_id: str) -> list[dict[str, Any]]:
+        """The messages of one job's failures, oldest first (a failure key starts region/job/)."""
+        now = self.clock()
+        found = [{"failure_key": key[len(PREFIX) + 2:], **rec.value}
+                 for key, rec in self.store.scan(message_key(f"{region}/{job_id}/")) if rec.live(now)]
+        return sorted(found, key=lambda m: float(m.get("created_at") or 0.0))
+
     def get(self, key: FailureKey | str) -> dict[str, Any] | None:
         mk = message_key(str(key))
         rec = self._live(self.store.get([mk]), mk)

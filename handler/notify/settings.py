@@ -1,4 +1,6 @@
-"""Which channels get give-up messages and for which outcomes, from `AUTORETRY_NOTIFY_*`.
+"""Which channels get give-up messages, for which outcomes, and how long a failed one waits, from
+`AUTORETRY_NOTIFY_*`. Every variable of that prefix is checked, a channel or not: a wrong one is a
+ConfigError.
 
 Errors name the variable and what it takes, never its value: webhook URLs and secrets are
 credentials.
@@ -6,6 +8,7 @@ credentials.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,10 +23,13 @@ from handler.notify.channels import (
     WebhookChannel,
     WeComChannel,
 )
+from handler.notify.notifier import BASE_S, CAP_S
 from handler.outcomes import GIVE_UP_OUTCOMES
 
+PREFIX = "AUTORETRY_NOTIFY_"
 ENV_ON = "AUTORETRY_NOTIFY_ON"
 ENV_TIMEOUT = "AUTORETRY_NOTIFY_TIMEOUT_S"
+ENV_BACKOFF = "AUTORETRY_NOTIFY_BACKOFF_S"
 # (variable with the URL, variable with the signing secret or None, channel class)
 CHANNEL_ENV: tuple[tuple[str, str | None, type[WebhookChannel]], ...] = (
     ("AUTORETRY_NOTIFY_WECOM_URL", None, WeComChannel),
@@ -31,6 +37,9 @@ CHANNEL_ENV: tuple[tuple[str, str | None, type[WebhookChannel]], ...] = (
     ("AUTORETRY_NOTIFY_SLACK_URL", None, SlackChannel),
     ("AUTORETRY_NOTIFY_WEBHOOK_URL", "AUTORETRY_NOTIFY_WEBHOOK_SECRET", WebhookChannel),
 )
+
+NAMES = frozenset({ENV_ON, ENV_TIMEOUT, ENV_BACKOFF,
+                   *(n for url, secret, _ in CHANNEL_ENV for n in (url, secret) if n)})
 
 
 def parse_outcomes(raw: str, source: str) -> frozenset[str]:
@@ -59,10 +68,21 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _unknown_names(env: Mapping[str, str]) -> None:
+    # A misspelt channel variable would otherwise leave its channel silently off.
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in NAMES and env[name].strip():
+            near = difflib.get_close_matches(name[len(PREFIX):], [n[len(PREFIX):] for n in NAMES], 1)
+            hint = f"did you mean {PREFIX}{near[0]}? " if near else ""
+            raise ConfigError(f"{name} is not a notification setting; {hint}"
+                              f"the settings are {', '.join(sorted(NAMES))}")
+
+
 @dataclass(frozen=True)
 class NotifySettings:
     channels: tuple[Channel, ...] = ()
     outcomes: frozenset[str] = field(default_factory=lambda: frozenset(str(o) for o in GIVE_UP_OUTCOMES))
+    backoff_s: float = BASE_S  # a failed message waits between half and all of backoff·2^attempts
 
     @property
     def enabled(self) -> bool:
@@ -73,16 +93,19 @@ class NotifySettings:
         return self.enabled and str(outcome) in self.outcomes
 
     def __repr__(self) -> str:
-        return f"NotifySettings(channels={[c.name for c in self.channels]}, outcomes={sorted(self.outcomes)})"
+        return (f"NotifySettings(channels={[c.name for c in self.channels]}, "
+                f"outcomes={sorted(self.outcomes)}, backoff_s={self.backoff_s:g})")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
                  policy_outcomes: frozenset[str] | None = None) -> NotifySettings:
-        """`policy_outcomes` is the policy file's `notify_outcomes`; `AUTORETRY_NOTIFY_ON`, when set,
-        wins over it (the deployment overrides the shared file); without either, every give-up
-        outcome notifies."""
+        """`policy_outcomes` is the policy file's `notify: {outcomes: [...]}`; `AUTORETRY_NOTIFY_ON`,
+        when set, wins over it (the deployment overrides the shared file); without either, every
+        give-up outcome notifies. Every setting is checked, whether or not a channel is set."""
         env = os.environ if env is None else env
+        _unknown_names(env)
         timeout = env_number(env, ENV_TIMEOUT, DEFAULT_TIMEOUT_S, 0.1, 30, what="seconds")
+        backoff = env_number(env, ENV_BACKOFF, BASE_S, 1, CAP_S, what="seconds")
         channels: list[Channel] = []
         for url_name, secret_name, kind in CHANNEL_ENV:
             url = _url(env, url_name)
@@ -95,7 +118,7 @@ class NotifySettings:
         if raw_on:
             outcomes = parse_outcomes(raw_on, ENV_ON)
         elif policy_outcomes is not None:
-            outcomes = parse_outcomes(",".join(policy_outcomes) or "none", "policy notify_outcomes")
+            outcomes = parse_outcomes(",".join(policy_outcomes) or "none", "policy notify.outcomes")
         else:
             outcomes = frozenset(str(o) for o in GIVE_UP_OUTCOMES)
-        return cls(tuple(channels), outcomes)
+        return cls(tuple(channels), outcomes, backoff)

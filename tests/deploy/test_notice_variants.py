@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from handler.app import RedeliverLater
 from handler.commands.serve import apigw_event
 from handler.ingress import read_notice
 from handler.notices import MAX_EVENTS_PER_NOTICE
@@ -177,6 +178,32 @@ def test_a_notice_for_another_region_is_refused_counted_and_never_reaches_the_ap
     if entry == "main_handler":
         (metrics,) = [line for line in lines if line["message"] == "metrics"]
         assert metrics["metrics"]["ForeignRegion"] == 1
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_a_push_mixing_a_served_and_a_foreign_region_is_refused_so_that_the_foreign_event_comes_again(
+    deployed: Deployed, batch: CountingGateway, entry: str
+) -> None:
+    batch.fail(JOB, recent_end())
+    other = "job-0000beef"
+    mixed = {"Events": [event(Batch={"JobId": JOB}),
+                        event(Region="eu-frankfurt", Batch={"JobId": other})]}
+    status, body = deliver(deployed, entry, mixed)
+    assert status == 403 and "eu-frankfurt" in body["error"]
+    assert body["accepted"] == 1
+    assert batch.retried == [[JOB]]  # the served event is in the ledger and retried once
+    assert deliver(deployed, entry, mixed)[0] == 403  # the redelivery: absorbed, refused again
+    assert batch.retried == [[JOB]]
+
+
+def test_a_direct_invocation_naming_a_foreign_region_fails_so_that_the_platform_redelivers(
+    deployed: Deployed, batch: CountingGateway
+) -> None:
+    batch.fail(JOB, recent_end())
+    with pytest.raises(RedeliverLater, match="eu-frankfurt"):
+        deployed.main_handler({"Events": [event(Region="eu-frankfurt", Batch={"JobId": JOB})]},
+                              scf_context())
+    assert batch.describe_calls == [] and batch.retried == []
 
 
 def test_a_region_listed_in_autoretry_region_is_served(

@@ -176,7 +176,7 @@ def test_pull_command_once_drains_the_queue_and_retries(
         queue.publish(job)
     assert pull_command.main(["--once", "--seconds", "20"]) == 0
     out = capsys.readouterr().out
-    assert "2 received, 2 in the ledger, 2 deleted, 0 poison; 2 retried" in out
+    assert "2 received, 2 in the ledger, 2 deleted, 0 poison, 0 foreign; 2 retried" in out
     assert {j: queue.retry_counts()[j] for j in jobs} == dict.fromkeys(jobs, 1)
 
 
