@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from handler.cmq import QueueClient
     from handler.gateway import BatchGateway
     from handler.ledger import Ledger, Store
-    from handler.notify import Notifications
+    from handler.notify import Notifications, NotifySettings
     from handler.policy import Policy
     from handler.retrier import Deadline, Retrier, Settings
     from handler.tags import TagMemory
@@ -104,7 +104,8 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
     from handler.ledger import Ledger, open_store
     from handler.retrier import Settings
 
-    policy = _load_policy(config.policy)  # before the store: a bad policy leaves nothing open
+    policy = _load_policy(config.policy)  # before the store: a bad policy leaves nothing open,
+    notify = _notify_settings(policy)  # nor does a bad AUTORETRY_NOTIFY_* setting
     store = open_store(config.store)
     # AUTORETRY_API_SPEEDUP (emulator only) scales every pace.
     settings = Settings.scaled(config.api_speedup, dry_run=config.dry_run, regions=config.regions)
@@ -117,21 +118,28 @@ def build_runtime(config: Config, gateway: BatchGateway | None = None) -> Runtim
         policy=policy,
         settings=settings,
         tags=_tag_memory(config, settings),
-        notifications=_notifications(config, policy, store),
+        notifications=_notifications(config, notify, store),
     )
 
 
-def _notifications(config: Config, policy: Policy, store: Store) -> Notifications | None:
-    """Give-up messages, where some channel is configured (AUTORETRY_NOTIFY_*_URL). Whatever
-    AUTORETRY_NOTIFY_* is set is checked, a channel or not (a wrong one is a ConfigError); with
-    none set the package is not imported."""
+def _notify_settings(policy: Policy) -> NotifySettings | None:
+    """The give-up messages' settings, where some channel is configured (AUTORETRY_NOTIFY_*_URL).
+    Whatever AUTORETRY_NOTIFY_* is set is checked, a channel or not (a wrong one is a
+    ConfigError); with none set the package is not imported."""
     if not any(k.startswith("AUTORETRY_NOTIFY_") and v.strip() for k, v in os.environ.items()):
         return None
-    from handler.notify import Notifications, NotifySettings, Outbox
+    from handler.notify import NotifySettings
 
     settings = NotifySettings.from_env(os.environ, policy_outcomes=policy.notify_outcomes)
-    if not settings.enabled:
+    return settings if settings.enabled else None
+
+
+def _notifications(config: Config, settings: NotifySettings | None, store: Store
+                   ) -> Notifications | None:
+    if settings is None:
         return None
+    from handler.notify import Notifications, Outbox
+
     return Notifications(Outbox(store, retention_s=config.retention_s), settings)
 
 

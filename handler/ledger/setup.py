@@ -27,7 +27,8 @@ def ledger_init(store_url: str, adopt: bool = False, expected: str | None = None
 def init_command(store_url: str, adopt: bool, expected: str | None,
                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run `ledger init`: what happened, then the identity alone on the last line of `out`.
-    Exit status 0, or 2 when the ledger forgot (without --adopt) or cannot be reached."""
+    Exit status 0, or 1 (a runtime failure, as every command's) when the ledger forgot (without
+    --adopt) or cannot be reached."""
     try:
         store = open_store(store_url)
         try:
@@ -38,10 +39,10 @@ def init_command(store_url: str, adopt: bool, expected: str | None,
             store.close()
     except LedgerForgot as e:
         print(f"ledger forgot: {e}", file=err)
-        return 2
+        return 1
     except StoreUnavailable as e:  # the message names the store, never its credentials
         print(f"ledger unavailable: {e}", file=err)
-        return 2
+        return 1
     if before is not None:
         print(f"{store.name}: already initialised", file=out)
     elif adopt:

@@ -210,7 +210,7 @@ def test_init_command_prints_the_identity_alone_on_its_last_line_every_time(stor
 
     forget_everything(store)
     refused_out, refused_err = io.StringIO(), io.StringIO()
-    assert init_command(url, adopt=False, expected=first, out=refused_out, err=refused_err) == 2
+    assert init_command(url, adopt=False, expected=first, out=refused_out, err=refused_err) == 1
     assert ADOPT_COMMAND in refused_err.getvalue() and refused_out.getvalue() == ""
 
     adopted_out = io.StringIO()

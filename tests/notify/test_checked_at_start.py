@@ -43,6 +43,15 @@ def test_a_wrong_notify_setting_refuses_to_start_with_no_channel_url_set(
     assert "\n" not in message and WECOM_KEY not in message and "s3cret" not in message
 
 
+def test_a_wrong_notify_setting_is_refused_before_the_store_is_opened(
+        no_notify_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a broken policy: nothing is left open (here, no SQLite file is even made).
+    monkeypatch.setenv("AUTORETRY_NOTIFY_ON", "bogus")
+    with pytest.raises(ConfigError):
+        app.runtime()
+    assert not no_notify_env.exists()
+
+
 def test_a_delivery_to_a_function_with_a_bogus_outcome_is_answered_503_and_logged(
         no_notify_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("AUTORETRY_NOTIFY_ON", "bogus")
