@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from handler import auth
 from handler.notices import (
+    Event,
     Notice,
     NoticeError,
     new_shape,
@@ -445,11 +446,29 @@ def accept_notices(retrier: Retrier, notices: list[tuple[str | None, Notice]], o
                                  region=region, job=ev.Batch.JobId, message_id=msg_id)
                 continue
             job = JobRef(region, ev.Batch.JobId)
-            retrier.enqueue(job, ev.EventName, ev.vars)
+            retrier.enqueue(job, ev.EventName, ev.vars, _said(ev))
             observer.info("notice accepted", job=job.job_id, region=job.region, event=ev.EventName,
                           message_id=msg_id)
             tally.accepted += 1
     return tally
+
+
+def _said(ev: Event) -> tuple[str, float | None] | None:
+    """The failure's StateReason as the notice gives it (undocumented: it may not), with the
+    EndTime of the failure it names (None if none is given, or none that reads as a time). The
+    policy may only SKIP on it (a termination); it never makes a retry."""
+    from handler.jobs import iso_epoch
+
+    reason = ev.Batch.extra.get("StateReason")
+    if not isinstance(reason, str) or not reason.strip():
+        return None
+    end = ev.Batch.extra.get("EndTime")
+    try:
+        at = iso_epoch(str(end)) if isinstance(end, (str, int, float)) and \
+            not isinstance(end, bool) else None
+    except ValueError:
+        at = None
+    return reason.strip()[:500], at
 
 
 def _flush_soon(retrier: Retrier, observer: Observer, flush_by: Deadline, accepted: int

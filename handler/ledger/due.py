@@ -24,10 +24,12 @@ class DueQueue(Records):
         event_name: str | None = None,
         event_vars: dict[str, str] | None = None,
         due_at: float | None = None,
+        said: tuple[str, float | None] | None = None,
     ) -> None:
         """Record that `job` must be verified; durable when this returns. Idempotent: duplicates
         only count. An entry leased by a flusher keeps its lease but changes version, so that
-        flusher knows a new notice came while it worked."""
+        flusher knows a new notice came while it worked. `said`: the StateReason the notice gave
+        and the EndTime (epoch seconds, or None) of the failure it named; the latest is kept."""
         now = self.clock()
         due = now if due_at is None else due_at
         qk = queue_key(job)
@@ -38,6 +40,8 @@ class DueQueue(Records):
                 entry = QueueEntry(job, 0, due, event_name=event_name, first_seen=now)
                 entry.event_vars = dict(event_vars or {})
                 entry.notices = 1
+                if said is not None:
+                    entry.said_reason, entry.said_end = said
                 return [Write(qk, entry.value(), 0, due_at=due)], None
             entry = QueueEntry.from_record(rec)
             entry.notices += 1
@@ -45,6 +49,8 @@ class DueQueue(Records):
                 entry.event_name = event_name
             if event_vars:
                 entry.event_vars = dict(event_vars)
+            if said is not None:
+                entry.said_reason, entry.said_end = said
             if entry.lease_until <= now:
                 entry.due_at = min(entry.due_at, due)
             return [Write(qk, entry.value(), rec.version, due_at=entry.due_at)], None

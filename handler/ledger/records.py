@@ -127,6 +127,10 @@ class QueueEntry:
     first_seen: float = 0.0
     backoff_step: int = 0
     rejections: int = 0
+    # The StateReason the latest notice gave (Batch.StateReason), and the EndTime of the failure
+    # it named (epoch seconds; None if it named none): the policy reads it for that failure only.
+    said_reason: str | None = None
+    said_end: float | None = None
 
     def value(self) -> Value:
         return {
@@ -141,6 +145,8 @@ class QueueEntry:
             "first_seen": self.first_seen,
             "backoff_step": self.backoff_step,
             "rejections": self.rejections,
+            "said_reason": self.said_reason,
+            "said_end": self.said_end,
         }
 
     @classmethod
@@ -158,6 +164,8 @@ class QueueEntry:
             first_seen=float(v.get("first_seen") or 0.0),
             backoff_step=int(v.get("backoff_step") or 0),
             rejections=int(v.get("rejections") or 0),
+            said_reason=v.get("said_reason"),
+            said_end=float(v["said_end"]) if v.get("said_end") is not None else None,
         )
 
 

@@ -104,6 +104,9 @@ class Failure:
     now: float
     details: JobDetail | None = None
     rng: random.Random | None = None
+    # The failure's StateReason as its notice gave it (Batch.StateReason), when a notice gave one
+    # for this failure: read for nothing, unlike `details`.
+    said: str | None = None
 
 
 class DetailsMissing(RuntimeError):
@@ -135,14 +138,15 @@ class Policy(Protocol):
     def decide(self, failure: Failure) -> RetryDecision: ...
 
 
-def terminated_by_user(details: JobDetail | None) -> str | None:
-    """The failure text (the job's, or a failed instance's StateReason or StateDetailedReason)
-    that says the job was terminated, if the details were read and one does."""
-    if details is None:
-        return None
-    texts = [details.StateReason, details.StateDetailedReason]
-    texts += [t for task in details.failed_tasks for i in task.TaskInstanceSet if i.failed
-              for t in (i.StateReason, i.StateDetailedReason)]
+def terminated_by_user(details: JobDetail | None, said: str | None = None) -> str | None:
+    """The failure text that says the job was terminated, if one does: the reason its notice gave
+    (`said`), or, where the details were read, the job's or a failed instance's StateReason or
+    StateDetailedReason."""
+    texts = [said]
+    if details is not None:
+        texts += [details.StateReason, details.StateDetailedReason]
+        texts += [t for task in details.failed_tasks for i in task.TaskInstanceSet if i.failed
+                  for t in (i.StateReason, i.StateDetailedReason)]
     return next((t for t in texts if t and TERMINATED.search(t)), None)
 
 
@@ -181,6 +185,10 @@ class DefaultPolicy:
         said = "".join(f"; ignored {n}" for n in notes)
         if ov.disabled_by:
             return RetryDecision.skip("override", f"disabled_by_tag: {ov.disabled_by}{said}", notes)
+        # Only what the notice said: the built-in policy reads no details (see terminated_by_user).
+        if (text := terminated_by_user(None, failure.said)) is not None:
+            return RetryDecision.skip("terminated", f"terminated_by_user: {text[:120]!r} "
+                                      f"(TerminateJob, as its notice said){said}", notes)
         cap = apply_cap(self.max_attempts, ov)
         notes += cap.ignored
         said += "".join(f"; ignored {n}" for n in cap.ignored)

@@ -126,9 +126,10 @@ class RulesPolicy:
                                               + _said(ov.ignored), ov.ignored)
             out.checks.append(f"override: {ov.disabled_by} → SKIP")
             return self._rest_not_reached(out, trace)
-        # Checked only where the details were read anyway (a rule needs them): reading them for
-        # every failure would cost a DescribeJob and a DescribeTask per job.
-        if (text := terminated_by_user(failure.details)) is not None:
+        # What the failure's notice said, and its details where they were read anyway (a rule
+        # needs them): reading them for every failure would cost a DescribeJob and a DescribeTask
+        # per job.
+        if (text := terminated_by_user(failure.details, failure.said)) is not None:
             out.decision = RetryDecision.skip(
                 "terminated", f"terminated_by_user: {text[:120]!r} (TerminateJob)" + _said(ov.ignored),
                 ov.ignored)

@@ -77,8 +77,11 @@ class Retrier:
     def observer(self, observer: Observer) -> None:
         self.flusher.observer = self.sweeper.observer = observer
 
-    def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str]) -> None:
-        self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars)
+    def enqueue(self, job: JobRef, event_name: str | None, event_vars: dict[str, str],
+                said: tuple[str, float | None] | None = None) -> None:
+        """Put a notice's job in the queue; `said`: the StateReason the notice gave, and the
+        EndTime (epoch seconds, or None) of the failure it named."""
+        self.ledger.enqueue(job, event_name=event_name, event_vars=event_vars, said=said)
         self._wrote.append(queue_key(job))
         self.observer.count("notices.enqueued")
 

@@ -224,7 +224,8 @@ class Flusher:
         """Ask the policy. Returns how the entry ends now, or the RETRY decision to claim."""
         base = with_generation(key, 0)  # the policy sees the failure as the API reports it
         failure = Failure(key=base, job=view, history=JobHistory(counters=dict(spent)),
-                          event_name=entry.event_name, event_vars=entry.event_vars, now=now)
+                          event_name=entry.event_name, event_vars=entry.event_vars, now=now,
+                          said=_said_of(entry, key))
         if self.policy.wants_details(failure):
             failure.details = self._details(entry.job, deadline)
         decision = self.policy.decide(failure)
@@ -429,3 +430,15 @@ def _stop_reason(e: OutOfTime) -> str:
     """`busy` when the API's turns were all another instance's (`NoTurn`): this invocation still
     has time, and whoever drains looks again; `time` when this invocation's own time ran out."""
     return "busy" if isinstance(e, NoTurn) else "time"
+
+
+def _said_of(entry: QueueEntry, key: FailureKey) -> str | None:
+    """The StateReason a notice gave, if it was for this failure: the one whose EndTime it named
+    (within a second), or, if it named none, the failure the job is in now."""
+    if entry.said_reason is None or entry.said_end is None:
+        return entry.said_reason
+    try:
+        same = abs(iso_epoch(key.end_time) - entry.said_end) < 1.0
+    except ValueError:
+        return None
+    return entry.said_reason if same else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from handler.gateway import ApiError, ErrorKind
-from handler.jobs import FailureKey, JobRef, JobView
+from handler.jobs import FailureKey, JobRef, JobView, iso_epoch
 from handler.ledger import FailureState, Ledger
 from handler.ledger.sqlite import SqliteStore
 from handler.observe import Observer
@@ -396,3 +396,21 @@ def test_a_drainer_out_of_time_whose_calls_failed_leaves_them_to_the_timer(tmp_p
     assert report.stopped == "time" and gw.retried == []
     assert not report.left_due  # due again, but tried: its backoff is the timer's business
     assert not _worth_continuing(report)
+
+
+def test_a_termination_a_notice_named_is_skipped_only_for_the_failure_it_named(
+        tmp_path: Path, clock: Clock) -> None:
+    gw = FakeGateway()
+    now_end, earlier_end = end(clock), end(clock, ago=600)
+    gw.fail("job-00000001", now_end)
+    gw.fail("job-00000002", now_end)
+    r = make(tmp_path, clock, gw)
+    said = "terminated by user"
+    # For the failure the job is in now: skipped, for nothing (no details read).
+    r.enqueue(JobRef(REGION, "job-00000001"), "JOB_FAILED", {}, said=(said, iso_epoch(now_end)))
+    # For an earlier failure (a late notice): it says nothing of this one, which is retried.
+    r.enqueue(JobRef(REGION, "job-00000002"), "JOB_FAILED", {}, said=(said, iso_epoch(earlier_end)))
+    r.drain(deadline(clock))
+    assert gw.retried == [["job-00000002"]] and gw.detail_calls == 0
+    skipped = [d for d in r.observer.decisions if d["job"] == "job-00000001"]
+    assert [(d["rule"], d["outcome"]) for d in skipped] == [("terminated", "skipped")]

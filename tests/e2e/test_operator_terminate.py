@@ -94,3 +94,24 @@ def test_a_termination_from_elsewhere_is_recognised_only_where_its_reason_says_s
     else:
         assert wired.retry_counts()[job] == 1
         assert (decision["rule"], decision["outcome"]) == ("default", "retried")
+
+
+def test_a_termination_from_elsewhere_is_skipped_by_the_built_in_policy_when_its_notice_says_so(
+        wired: Emulator) -> None:
+    # No policy file, so no details are read; the notice carries the failure's StateReason (the
+    # emulator's does, Batch's may): a termination it names is skipped for nothing, and the sweep
+    # finds the failure decided. When the notice reads like any failure, it is retried.
+    job = wired.add_job("runaway", [Outcome.succeed()])
+    wired.fleet.terminate(wired.fleet.jobs[job])
+    deliver(wired, job, 0)
+    app.main_handler({"Type": "Timer"}, CONTEXT)
+    record = app.runtime().ledger.job(JobRef("ap-guangzhou", job))
+    assert record is not None
+    decision = record["decisions"][-1]
+    if wired.behaviour.terminate_reason == "marked":
+        assert wired.retry_counts()[job] == 0
+        assert (decision["rule"], decision["outcome"]) == ("terminated", "skipped")
+        assert "as its notice said" in decision["reason"]
+    else:
+        assert wired.retry_counts()[job] == 1
+        assert (decision["rule"], decision["outcome"]) == ("default", "retried")

@@ -5,9 +5,11 @@ holds the job first, and that protects it whatever the failure says (tests/e2e).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from handler.policy import Action, terminated_by_user
+from handler.policy import Action, DefaultPolicy, terminated_by_user
 from handler.policy.loader import PolicyError, load_rules_policy
 
 from .builders import as_the_retrier, failure, policy
@@ -60,3 +62,26 @@ def test_a_policy_that_needs_no_details_does_not_read_them_to_look_for_a_termina
 def test_terminated_is_reserved_for_the_decision_no_rule_made() -> None:
     with pytest.raises(PolicyError, match="'terminated' is reserved"):
         load_rules_policy("version: 1\nrules:\n  - {name: terminated, action: SKIP}")
+
+
+@pytest.mark.parametrize("said", ["terminated by user", "TerminateJob called", "用户手动终止"])
+def test_the_built_in_policy_skips_a_failure_whose_notice_said_it_was_terminated(said: str) -> None:
+    f = replace(failure(reason=None), said=said)
+    decision, read = as_the_retrier(DefaultPolicy(), f)
+    assert not read  # what the notice said costs no call
+    assert (decision.action, decision.rule) == (Action.SKIP, "terminated")
+    assert decision.reason.startswith("terminated_by_user: ") and "as its notice said" in decision.reason
+
+
+def test_the_built_in_policy_retries_a_failure_whose_notice_said_something_else() -> None:
+    for said in (None, "task failed", "CVM_SPOT_RECLAIMED: the spot instance was reclaimed"):
+        decision, _ = as_the_retrier(DefaultPolicy(), replace(failure(reason=None), said=said))
+        assert (decision.action, decision.rule) == (Action.RETRY, "default"), said
+
+
+def test_a_rules_policy_skips_on_what_the_notice_said_without_reading_details() -> None:
+    names_only = ("default: {action: RETRY}\n"
+                  "rules: [{name: nightly, when: {job_name: 'x*'}, action: SKIP}]\n")
+    decision, read = as_the_retrier(policy(names_only), replace(failure(), said="terminated by user"))
+    assert not read
+    assert (decision.action, decision.rule) == (Action.SKIP, "terminated")
