@@ -73,26 +73,33 @@ def test_when_terminate_job_fails_the_hold_stays_and_the_command_says_so(
     assert hold is not None and hold.command == "terminate"
 
 
-def test_a_termination_from_elsewhere_is_recognised_only_where_its_reason_says_so(
-        wired: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    # TerminateJob from the console: no hold. A policy that reads the failure's details skips it
-    # when its StateReason says it was terminated; when it reads like any failure, nothing can
-    # tell it from one, and only `python -m handler terminate` (the hold) keeps it alone.
-    monkeypatch.setenv("AUTORETRY_POLICY", READS_DETAILS)
-    app.reset_runtime()
-    job = wired.add_job("runaway", [Outcome.succeed()])
-    wired.fleet.terminate(wired.fleet.jobs[job])
-    deliver(wired, job, 0)
+def terminated_from_elsewhere(emu: Emulator, notice: bool) -> tuple[int, dict[str, str]]:
+    """TerminateJob from the console (no hold), then its notice (or none: lost) and a timer tick.
+    The job's retries and its last decision."""
+    job = emu.add_job("runaway", [Outcome.succeed()])
+    emu.fleet.terminate(emu.fleet.jobs[job])
+    if notice:
+        deliver(emu, job, 0)
     app.main_handler({"Type": "Timer"}, CONTEXT)
     record = app.runtime().ledger.job(JobRef("ap-guangzhou", job))
     assert record is not None
-    decision = record["decisions"][-1]
+    return emu.retry_counts()[job], record["decisions"][-1]
+
+
+def test_a_termination_from_elsewhere_whose_notice_was_lost_is_recognised_by_its_details(
+        wired: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sweep finds the failure; a policy that reads its details skips it when its StateReason
+    # says it was terminated. When it reads like any failure, nothing can tell it from one, and
+    # only `python -m handler terminate` (the hold) keeps it alone.
+    monkeypatch.setenv("AUTORETRY_POLICY", READS_DETAILS)
+    app.reset_runtime()
+    retries, decision = terminated_from_elsewhere(wired, notice=False)
     if wired.behaviour.terminate_reason == "marked":
-        assert wired.retry_counts()[job] == 0
+        assert retries == 0
         assert (decision["rule"], decision["outcome"]) == ("terminated", "skipped")
-        assert decision["reason"].startswith("terminated_by_user: 'terminated by user'")
+        assert decision["reason"] == "terminated_by_user: 'terminated by user' (TerminateJob)"
     else:
-        assert wired.retry_counts()[job] == 1
+        assert retries == 1
         assert (decision["rule"], decision["outcome"]) == ("default", "retried")
 
 
@@ -101,17 +108,11 @@ def test_a_termination_from_elsewhere_is_skipped_by_the_built_in_policy_when_its
     # No policy file, so no details are read; the notice carries the failure's StateReason (the
     # emulator's does, Batch's may): a termination it names is skipped for nothing, and the sweep
     # finds the failure decided. When the notice reads like any failure, it is retried.
-    job = wired.add_job("runaway", [Outcome.succeed()])
-    wired.fleet.terminate(wired.fleet.jobs[job])
-    deliver(wired, job, 0)
-    app.main_handler({"Type": "Timer"}, CONTEXT)
-    record = app.runtime().ledger.job(JobRef("ap-guangzhou", job))
-    assert record is not None
-    decision = record["decisions"][-1]
+    retries, decision = terminated_from_elsewhere(wired, notice=True)
     if wired.behaviour.terminate_reason == "marked":
-        assert wired.retry_counts()[job] == 0
+        assert retries == 0
         assert (decision["rule"], decision["outcome"]) == ("terminated", "skipped")
         assert "as its notice said" in decision["reason"]
     else:
-        assert wired.retry_counts()[job] == 1
+        assert retries == 1
         assert (decision["rule"], decision["outcome"]) == ("default", "retried")
