@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -101,6 +102,26 @@ def time_budget(seconds: float, option: str = "--seconds") -> float:
     if not (seconds > 0 and math.isfinite(seconds)):
         raise UsageError(f"{option} {seconds:g}: expected a number of seconds above 0")
     return seconds
+
+
+def checked_job_id(job_id: str) -> str:
+    """`job_id` if it can be a Batch job id, else a UsageError saying the form: refused, rather
+    than answered 'no record'."""
+    from handler.notices import JOB_ID_PATTERN
+
+    if not re.match(JOB_ID_PATTERN, job_id):
+        raise UsageError(f"{job_id!r} is not a Batch job id: expected job- and 8 lowercase letters "
+                         "or digits, such as job-3k9x2m1a")
+    return job_id
+
+
+def checked_region(region: str) -> str:
+    """`region` (a --region value) if it can be a region, else a UsageError."""
+    from handler.notices import REGION_PATTERN
+
+    if not re.match(REGION_PATTERN, region):
+        raise UsageError(f"--region {region!r}: expected a region such as ap-guangzhou")
+    return region
 
 
 def sqlite_path(store_url: str) -> tuple[str, bool] | None:

@@ -19,7 +19,6 @@ command says so.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from dataclasses import replace
@@ -31,11 +30,12 @@ from handler.commands import (
     Refused,
     UsageError,
     acting_runtime,
+    checked_job_id,
+    checked_region,
     explain,
     one_line,
     where_the_store_is,
 )
-from handler.notices import JOB_ID_PATTERN, REGION_PATTERN
 
 if TYPE_CHECKING:
     from handler.app import Runtime
@@ -67,12 +67,8 @@ def _parser(command: str, reason_required: bool) -> argparse.ArgumentParser:
 
 def _checked(args: argparse.Namespace, default_region: str) -> tuple[str, str]:
     """The job id and region, refused in one line (exit 2) if they cannot be a job's."""
-    if not re.match(JOB_ID_PATTERN, args.job_id):
-        raise UsageError(f"{args.job_id!r} is not a Batch job id: expected job- and 8 lowercase "
-                         "letters or digits, such as job-3k9x2m1a")
-    region = args.region or default_region
-    if not re.match(REGION_PATTERN, region):
-        raise UsageError(f"--region {region!r}: expected a region such as ap-guangzhou")
+    checked_job_id(args.job_id)
+    region = checked_region(args.region or default_region)
     reason = getattr(args, "reason", None)
     if reason is not None:
         args.reason = " ".join(reason.split())

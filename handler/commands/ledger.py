@@ -13,8 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from handler.commands import EXIT_STATUS, UsageError, one_line, open_ledger
-from handler.notices import JOB_ID_PATTERN, REGION_PATTERN
+from handler.commands import EXIT_STATUS, checked_job_id, checked_region, one_line, open_ledger
 from handler.outcomes import SKIP_OUTCOMES, Outcome
 
 if TYPE_CHECKING:
@@ -89,12 +88,11 @@ def _outcomes_help() -> str:
 def _check(args: argparse.Namespace) -> None:
     """A job id or region that cannot be one: refused, rather than answered 'no record'."""
     job = getattr(args, "job_id", None) or getattr(args, "job", None)
-    if job is not None and not re.match(JOB_ID_PATTERN, job):
-        raise UsageError(f"{job!r} is not a Batch job id: expected job- and 8 lowercase letters "
-                         "or digits, such as job-3k9x2m1a")
+    if job is not None:
+        checked_job_id(job)
     region = getattr(args, "region", None)
-    if region is not None and not re.match(REGION_PATTERN, region):
-        raise UsageError(f"--region {region!r}: expected a region such as ap-guangzhou")
+    if region is not None:
+        checked_region(region)
 
 
 def decisions(ledger: Ledger, job: str | None = None, outcome: str | None = None,
