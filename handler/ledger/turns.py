@@ -115,23 +115,19 @@ class Turns(Records):
         result: bool = self._cas([DRAINER_KEY], change)
         return result
 
-    def collect_knocks(self, lease_s: float | None = None) -> Knocks | None:
+    def collect_knocks(self, lease_s: float) -> Knocks | None:
         """The drainer takes the keys knocked since it last looked (only the lease holder does),
-        and with `lease_s` holds its lease that much longer from now. None if the lease is no
-        longer this thread's."""
+        and holds its lease `lease_s` longer from now. None if the lease is no longer this
+        thread's."""
 
         def change(recs: dict[str, Record]) -> tuple[list[Write], Knocks | None]:
             rec = recs.get(DRAINER_KEY)
             if rec is None or rec.value.get("owner") != self.holder:
                 return [], None
-            if not _pending(rec.value) and lease_s is None:
-                return [], Knocks()
             now = self.clock()
             value = {k: v for k, v in rec.value.items() if k not in ("knocks", "unnamed")}
-            expires_at = rec.expires_at
-            if lease_s is not None:
-                value["lease_until"], expires_at = now + lease_s, now + lease_s + 3600
-            return [Write(DRAINER_KEY, value, rec.version, expires_at=expires_at)], \
+            value["lease_until"] = now + lease_s
+            return [Write(DRAINER_KEY, value, rec.version, expires_at=now + lease_s + 3600)], \
                 _knocks(rec.value)
 
         result: Knocks | None = self._cas([DRAINER_KEY], change)
