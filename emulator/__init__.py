@@ -41,14 +41,16 @@ class Emulator:
                  uin: str = "100000000001", retry_refusal: str = "refuse-all",
                  refailure_end_time: str = "new", listing_order: str = "newest-first",
                  tags_writable: bool = True, tag_refusal: str = "error", lost_exit_code: int = -1,
-                 rate_limit: str = "window", terminate_reason: str = "marked") -> None:
+                 rate_limit: str = "window", terminate_reason: str = "marked",
+                 absent_queue_code: str = "ResourceNotFound") -> None:
         self.region, self.speedup, self.uin = region, speedup, uin
         self.secrets = {secret_id: secret_key}
         self.faults = faults or Faults()
         self.behaviour = Behaviour(retry_refusal=retry_refusal, refailure_end_time=refailure_end_time,
                                    listing_order=listing_order, tags_writable=tags_writable,
                                    tag_refusal=tag_refusal, lost_exit_code=lost_exit_code,
-                                   rate_limit=rate_limit, terminate_reason=terminate_reason)
+                                   rate_limit=rate_limit, terminate_reason=terminate_reason,
+                                   absent_queue_code=absent_queue_code)
         self.limiter = RateLimiter({**tags.LIMITS, **(LIMITS if limits is None else limits)}, speedup,
                                    self.behaviour)
         self.fleet = Fleet(speedup=speedup, run_s=run_s, seed=seed, on_change=self._on_change,
@@ -59,7 +61,8 @@ class Emulator:
         self.services = {VERSION: Service("batch", self.api.handle),
                          tags.VERSION: Service(tags.SERVICE, self.tag_api.handle)}
         self.topics = Topics(speedup=speedup, senders=senders)
-        self.cmq = Cmq(self.secrets, self.topics, speedup=speedup, clock=lambda: self.clock())
+        self.cmq = Cmq(self.secrets, self.topics, speedup=speedup, clock=lambda: self.clock(),
+                       behaviour=self.behaviour)
         self.services[cmq.VERSION] = Service("tdmq", self.cmq.handle)
         self.calls: list[dict[str, Any]] = []
         self.clock = time.time  # the server's clock for signature expiry (tests may skew it)

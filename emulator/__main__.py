@@ -11,6 +11,7 @@ import threading
 
 from emulator import Emulator, Faults, Outcome
 from emulator.behaviour import (
+    ABSENT_QUEUE_CODES,
     LISTING_ORDERS,
     RATE_LIMITS,
     REFAILURE_END_TIMES,
@@ -82,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--terminate-reason", choices=TERMINATE_REASONS, default="marked",
                     help="StateReason of a job TerminateJob ended: 'terminated by user', or the "
                          "same as an ordinary task failure")
+    ap.add_argument("--absent-queue-code", choices=ABSENT_QUEUE_CODES, default="ResourceNotFound",
+                    help="the error DescribeCmqQueueDetail answers for a queue that does not exist")
     return ap
 
 
@@ -101,7 +104,8 @@ def _start(args: argparse.Namespace) -> Emulator:
                         refailure_end_time=args.refailure_end_time, listing_order=args.listing_order,
                         tags_writable=not args.tags_readonly, tag_refusal=args.tag_refusal,
                         lost_exit_code=args.lost_exit_code, rate_limit=args.rate_limit,
-                        terminate_reason=args.terminate_reason)
+                        terminate_reason=args.terminate_reason,
+                        absent_queue_code=args.absent_queue_code)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise _CannotListen(f"port {port} on {args.host} is in use; pick another with --port "
@@ -124,7 +128,8 @@ def _say_hello(emu: Emulator, args: argparse.Namespace) -> None:
           f"{emu.resource('job-…')}, tags {'writable' if b.tags_writable else 'read-only'}")
     print(f"Behaviour: RetryJobs refusal {b.retry_refusal}; re-failure EndTime {b.refailure_end_time}; "
           f"listing {b.listing_order}; lost-node ExitCode {b.lost_exit_code}; "
-          f"rate limit {b.rate_limit}; TerminateJob reason {b.terminate_reason}")
+          f"rate limit {b.rate_limit}; TerminateJob reason {b.terminate_reason}; "
+          f"missing queue {b.absent_queue_code}")
     jobs = emu.jobs()
     if not jobs:
         print("No jobs yet: start with --failed-jobs N, or SubmitJob "

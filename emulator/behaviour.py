@@ -41,6 +41,12 @@ RATE_LIMITS = ("window", "bucket")
 #   unmarked  nothing tells it from an ordinary task failure: "task failed", ExitCode 1
 TERMINATE_REASONS = ("marked", "unmarked")
 
+# DescribeCmqQueueDetail naming a queue that does not exist (TDMQ's SDKs list both codes for it,
+# and no document says which one a missing queue gets):
+#   ResourceNotFound  the resource is missing
+#   FailedOperation   the operation failed
+ABSENT_QUEUE_CODES = ("ResourceNotFound", "FailedOperation")
+
 
 @dataclass
 class Behaviour:
@@ -51,6 +57,7 @@ class Behaviour:
     tag_refusal: str = "error"
     rate_limit: str = "window"
     terminate_reason: str = "marked"
+    absent_queue_code: str = "ResourceNotFound"
     # ExitCode of an instance whose node vanished (spot reclaimed, terminated by the user): the
     # real API always answers an integer, and which one is undocumented.
     lost_exit_code: int = -1
@@ -58,7 +65,8 @@ class Behaviour:
     def __post_init__(self) -> None:
         for name, allowed in (("retry_refusal", RETRY_REFUSALS), ("refailure_end_time", REFAILURE_END_TIMES),
                               ("listing_order", LISTING_ORDERS), ("tag_refusal", TAG_REFUSALS),
-                              ("rate_limit", RATE_LIMITS), ("terminate_reason", TERMINATE_REASONS)):
+                              ("rate_limit", RATE_LIMITS), ("terminate_reason", TERMINATE_REASONS),
+                              ("absent_queue_code", ABSENT_QUEUE_CODES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} is one of {', '.join(allowed)}, not {value!r}")

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from emulator.api import ApiError
+from emulator.behaviour import Behaviour
 from emulator.topics import Subscription, Topics
 
 VERSION = "2020-02-17"
@@ -82,8 +83,9 @@ class QueueSubscription:
 
 class Cmq:
     def __init__(self, secrets: Mapping[str, str], topics: Topics, *, speedup: float = 1.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, behaviour: Behaviour | None = None) -> None:
         self.secrets, self.topics, self.speedup, self.clock = secrets, topics, speedup, clock
+        self.behaviour = behaviour or Behaviour()
         self.queues: dict[str, Queue] = {}
         self.topic_names: dict[str, float] = {}
         self.subscriptions: dict[tuple[str, str], QueueSubscription] = {}
@@ -286,7 +288,7 @@ class Cmq:
         name = _name(p, "QueueName")
         q = self.queues.get(name)
         if q is None:
-            raise ApiError("ResourceNotFound", f"queue {name} does not exist")
+            raise ApiError(self.behaviour.absent_queue_code, f"queue {name} does not exist")
         policy = ({"DeadLetterQueue": q.dead_letter_queue, "Policy": 0,
                    "MaxReceiveCount": q.max_receive_count} if q.dead_letter_queue else None)
         now = time.time()

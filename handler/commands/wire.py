@@ -51,8 +51,14 @@ class Plan:
         print(line, flush=True)
 
 
-def not_found(code: str) -> bool:
-    return code.startswith("ResourceNotFound")
+# TDMQ's SDKs list FailedOperation as well as ResourceNotFound for a queue's details, and no document
+# says which a missing queue gets: either is taken as absent, and a create that then finds the queue
+# there (ResourceInUse) reports it as existing.
+ABSENT_TOO = {"DescribeCmqQueueDetail": ("FailedOperation",)}
+
+
+def not_found(code: str, action: str = "") -> bool:
+    return code.startswith("ResourceNotFound") or code in ABSENT_TOO.get(action, ())
 
 
 def ensure(plan: Plan, call: Call, dry_run: bool) -> None:
@@ -72,7 +78,7 @@ def _exists(call: Call, action: str, params: dict[str, Any]) -> dict[str, Any] |
     try:
         return call(action, params)
     except TencentCloudSDKException as e:
-        if not_found(str(e.get_code() or "")):
+        if not_found(str(e.get_code() or ""), action):
             return None
         raise
 
@@ -115,7 +121,15 @@ def _queue(plan: Plan, call: Call, dry_run: bool, name: str, dead_letter: str | 
         create.update({"VisibilityTimeout": VISIBILITY_TIMEOUT_S, "PollingWaitSeconds": 0,
                        "DeadLetterQueueName": dead_letter, "Policy": 0,
                        "MaxReceiveCount": plan.max_receives})
-    _create(plan, call, dry_run, "CreateCmqQueue", create)
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+    try:
+        _create(plan, call, dry_run, "CreateCmqQueue", create)
+    except TencentCloudSDKException as e:
+        if not str(e.get_code() or "").startswith("ResourceInUse"):
+            raise
+        plan.say(f"queue {name}: exists (its details could not be read; check its dead-letter "
+                 "queue in the console)")
 
 
 def _subscription(plan: Plan, call: Call, dry_run: bool, protocol: str, endpoint: str,
@@ -210,8 +224,9 @@ def main(argv: list[str]) -> int:
         raise Refused(str(e)) from None
     except TencentCloudSDKException as e:
         raise Refused(f"{e.get_code()}: {e.get_message()}") from None
-    print(("\nwould add" if args.dry_run else "\nAdd") + " this to the Job of every SubmitJob "
-          "(or to CreateComputeEnv):")
+    # Job events (JOB_FAILED…) apply to SubmitJob only (the SDK's EventConfig); a compute
+    # environment's Notifications carry its own events, none of which the function acts on.
+    print(("\nwould add" if args.dry_run else "\nAdd") + " this to the Job of every SubmitJob:")
     print(json.dumps(notifications_block(args.topic), indent=2))
     if not args.http:
         print(f"\nThe function pulls it with AUTORETRY_QUEUE={args.queue} "

@@ -69,6 +69,43 @@ def test_wiring_twice_creates_nothing_the_second_time(
     assert "topic batch-events: exists" in out and "subscription batch-autoretry: exists" in out
 
 
+@pytest.mark.parametrize("absent_code", ["ResourceNotFound", "FailedOperation"])
+def test_a_missing_queue_is_created_whichever_code_its_details_answer(
+    tdmq: Emulator, absent_code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tdmq.behaviour.absent_queue_code = absent_code
+    assert wire.main(["--queue", "notices"]) == 0
+    assert set(tdmq.cmq.queues) == {"notices", "notices-dead-letters"}
+    assert wire.main(["--queue", "notices"]) == 0
+    assert creates(tdmq) == {"CreateCmqTopic": 1, "CreateCmqQueue": 2, "CreateCmqSubscribe": 1}
+
+
+def test_a_queue_whose_details_fail_but_that_exists_is_reported_as_existing(
+    tdmq: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert wire.main(["--queue", "notices"]) == 0
+    capsys.readouterr()
+    # The queue's details answer FailedOperation although it exists: the create that follows
+    # answers ResourceInUse, and the queue is reported as there, not as an error.
+    def failing(p: dict[str, Any]) -> dict[str, Any]:
+        from emulator.api import ApiError
+        raise ApiError("FailedOperation", "the operation failed")
+
+    monkeypatch.setattr(tdmq.cmq, "_api_DescribeCmqQueueDetail", failing)
+    assert wire.main(["--queue", "notices"]) == 0
+    out = capsys.readouterr().out
+    assert "queue notices: exists (its details could not be read" in out
+    assert len(tdmq.cmq.queues) == 2 and tdmq.count("CreateCmqQueue", error="ResourceInUse.Queue") == 2
+
+
+def test_the_notifications_block_is_offered_for_submitjob_only(
+    tdmq: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert wire.main(["--queue", "notices"]) == 0
+    out = capsys.readouterr().out
+    assert "to the Job of every SubmitJob:" in out and "CreateComputeEnv" not in out
+
+
 class _Recorder(BaseHTTPRequestHandler):
     bodies: list[bytes] = []
 
