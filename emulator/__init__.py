@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from emulator import cmq, tags
+from emulator import cam, cmq, scf, tags
 from emulator.api import LIMITS, VERSION, Api, RateLimiter, Service
 from emulator.behaviour import Behaviour
 from emulator.cmq import Cmq
@@ -42,7 +42,8 @@ class Emulator:
                  refailure_end_time: str = "new", listing_order: str = "newest-first",
                  tags_writable: bool = True, tag_refusal: str = "error", lost_exit_code: int = -1,
                  rate_limit: str = "window", terminate_reason: str = "marked",
-                 absent_queue_code: str = "ResourceNotFound") -> None:
+                 absent_queue_code: str = "ResourceNotFound", url_in_answer: bool = False,
+                 scf_python: str | None = None) -> None:
         self.region, self.speedup, self.uin = region, speedup, uin
         self.secrets = {secret_id: secret_key}
         self.faults = faults or Faults()
@@ -64,6 +65,15 @@ class Emulator:
         self.cmq = Cmq(self.secrets, self.topics, speedup=speedup, clock=lambda: self.clock(),
                        behaviour=self.behaviour)
         self.services[cmq.VERSION] = Service("tdmq", self.cmq.handle)
+        self.cam = cam.Cam(uin, secrets_=self.secrets)  # roles, users, policies, attachments
+        self.services[cam.VERSION] = Service(cam.SERVICE, self.cam.handle)
+        # SCF runs what was deployed: each invocation a process of `scf_python` (default: this
+        # interpreter, playing Python3.10). url_in_answer: function URLs show in TriggerDesc.
+        self.scf = scf.Scf(self.secrets, region, uin=uin, speedup=speedup, base_url=lambda: self.url,
+                           role_exists=lambda name: self.cam.role(name) is not None,
+                           app_id=lambda: str(self.cam.app_id),
+                           python=scf_python, url_in_answer=url_in_answer)
+        self.services[scf.VERSION] = Service(scf.SERVICE, self.scf.handle)
         self.calls: list[dict[str, Any]] = []
         self.clock = time.time  # the server's clock for signature expiry (tests may skew it)
         self._lock = threading.Lock()
@@ -77,6 +87,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        self.scf.stop()  # its timers and running functions first: they call the other services
         self.topics.stop()
         self.fleet.stop()
         if self._thread is not None:  # shutdown() waits for serve_forever: never started, it would hang
@@ -98,6 +109,10 @@ class Emulator:
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
+
+    def function_urls(self) -> list[str]:
+        """Every function URL the emulator's SCF serves (http://HOST:PORT/scf-url/<id>/)."""
+        return self.scf.function_urls()
 
     # --- jobs ------------------------------------------------------------------------------------
     def add_job(self, name: str, script: Iterable[Outcome] = (), *, topic: str | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import shutil
 import signal
 import sys
 import threading
@@ -85,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
                          "same as an ordinary task failure")
     ap.add_argument("--absent-queue-code", choices=ABSENT_QUEUE_CODES, default="ResourceNotFound",
                     help="the error DescribeCmqQueueDetail answers for a queue that does not exist")
+    ap.add_argument("--function-url-in-answer", action="store_true",
+                    help="SCF shows a function URL's address in its trigger's TriggerDesc (\"Url\"); "
+                         "where Tencent answers it is undocumented, so by default it does not")
+    ap.add_argument("--scf-python", default=None, metavar="PATH",
+                    help="the interpreter that runs deployed functions (default: this one)")
     return ap
 
 
@@ -98,6 +104,8 @@ def _start(args: argparse.Namespace) -> Emulator:
         raise _Refused("--failed-jobs and --retained-failed cannot be negative")
     if args.speedup <= 0:
         raise _Refused("--speedup must be above 0")
+    if args.scf_python is not None and shutil.which(args.scf_python) is None:
+        raise _Refused(f"--scf-python {args.scf_python!r} is not an interpreter this machine can run")
     try:
         return Emulator(args.secret_id, args.secret_key, args.region, speedup=args.speedup, host=args.host,
                         port=port, faults=faults, uin=args.uin, retry_refusal=args.retry_refusal,
@@ -105,7 +113,8 @@ def _start(args: argparse.Namespace) -> Emulator:
                         tags_writable=not args.tags_readonly, tag_refusal=args.tag_refusal,
                         lost_exit_code=args.lost_exit_code, rate_limit=args.rate_limit,
                         terminate_reason=args.terminate_reason,
-                        absent_queue_code=args.absent_queue_code)
+                        absent_queue_code=args.absent_queue_code,
+                        url_in_answer=args.function_url_in_answer, scf_python=args.scf_python)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise _CannotListen(f"port {port} on {args.host} is in use; pick another with --port "
@@ -130,6 +139,10 @@ def _say_hello(emu: Emulator, args: argparse.Namespace) -> None:
           f"listing {b.listing_order}; lost-node ExitCode {b.lost_exit_code}; "
           f"rate limit {b.rate_limit}; TerminateJob reason {b.terminate_reason}; "
           f"missing queue {b.absent_queue_code}")
+    print(f"SCF (2018-04-16) on the same address runs deployed functions on "
+          f"{emu.scf.runtime.interpreter('Python3.10')} (Python3.10); function URLs at "
+          f"{emu.url}/scf-url/<id>/, "
+          f"{'shown' if emu.scf.url_in_answer else 'not shown'} in TriggerDesc")
     jobs = emu.jobs()
     if not jobs:
         print("No jobs yet: start with --failed-jobs N, or SubmitJob "

@@ -3,6 +3,8 @@ function would call Batch or the Tag service when given an endpoint."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from tencentcloud.common import credential
@@ -37,3 +39,23 @@ def error_code(emu: Emulator, action: str, params: dict[str, Any], service: str 
     except TencentCloudSDKException as e:
         return str(e.code)
     raise AssertionError(f"{action} succeeded; an error was expected")
+
+
+def typed(emu: Emulator, client_class: Any, models: Any, action: str, params: dict[str, Any],
+          secret: tuple[str, str], *, timeout_s: float = 30.0) -> Any:
+    """The SDK's typed answer (`<Action>Response`) to `action`, sent by the product's own client
+    (`client_class`, e.g. ScfClient, with its `models` module)."""
+    http = HttpProfile(endpoint=emu.endpoint, protocol="http", reqTimeout=timeout_s)
+    sdk = client_class(credential.Credential(*secret), REGION, ClientProfile(httpProfile=http))
+    request = getattr(models, f"{action}Request")()
+    request.from_json_string(json.dumps(params))
+    return getattr(sdk, action)(request)
+
+
+def refusal(send: Callable[[], object], what: str) -> str:
+    """The error code `send` is answered with; AssertionError if it succeeds."""
+    try:
+        send()
+    except TencentCloudSDKException as e:
+        return str(e.code)
+    raise AssertionError(f"{what} succeeded; an error was expected")
