@@ -21,6 +21,11 @@ commands:
                                      send a deployed endpoint a notice, explain its answer
   pull [--once] [--queue NAME]       pull the TDMQ-CMQ queue into the ledger, then drain
   wire [--http URL] [--dry-run]      create or check the topic, queue and subscription
+  deploy scf | teardown              the function on Tencent SCF with all it needs (role, timers,
+                                     wiring), made or updated through Tencent's APIs; or removed
+  deploy key --key-file PATH | teardown-key
+                                     the Tencent key of the function on AWS Lambda: a CAM
+                                     sub-user allowed only what it calls; or removed
   hold JOB_ID --reason R             never retry the job until it is released
   release JOB_ID                     let the function retry the job again
   terminate JOB_ID [--reason R]      hold the job, then stop it with TerminateJob
@@ -65,6 +70,9 @@ def main(argv: list[str]) -> int:
     if command in ("hold", "release", "terminate"):
         from handler.commands.hold import COMMANDS
         return COMMANDS[command](rest)
+    if command == "deploy":
+        from handler.commands.deploy import main as deploy
+        return deploy(rest)
     if command == "demo":
         from handler.commands.demo import main as demo
         return demo(rest)

@@ -11,9 +11,10 @@ retries by a timer period at most, and loses nothing.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from handler.gateway import Credentials, credentials_from_env
@@ -139,9 +140,14 @@ def settle(timeout_s: float) -> tuple[list[object], int]:
         running[0].thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
 
 
-def for_invocation(platform: str, context: Any, *, scf_endpoint: str | None = None,
-                   scf_protocol: str = "https") -> Continuation | None:
-    """The continuation this invocation's platform offers, if it says who the function is."""
+def for_invocation(platform: str, context: Any, env: Mapping[str, str] | None = None
+                   ) -> Continuation | None:
+    """The continuation this invocation's platform offers, if it says who the function is. SCF's
+    API is Tencent's unless `AUTORETRY_SCF_ENDPOINT` (`host[:port]`) and `AUTORETRY_SCF_PROTOCOL`
+    name another, as the emulator's SCF does for the functions it runs."""
+    env = os.environ if env is None else env
+    scf_endpoint = env.get("AUTORETRY_SCF_ENDPOINT", "").strip() or None
+    scf_protocol = env.get("AUTORETRY_SCF_PROTOCOL", "").strip() or "https"
     if platform == "aws":
         name = getattr(context, "invoked_function_arn", None) or \
             getattr(context, "function_name", None)

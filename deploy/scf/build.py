@@ -26,11 +26,23 @@ _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # the same inputs give the same zip, byte f
 _SKIP_DIRS = {"__pycache__", "bin"}
 
 
+# What a runtime dependency needs only on an older Python, by the version below which it is needed.
+# pip evaluates an environment marker against the interpreter that runs it, not --python-version, so
+# redis's `async-timeout; python_full_version < "3.11.3"` is dropped when 3.11.7 builds for 3.10:
+# named here, the zip has it.
+BELOW: dict[tuple[int, ...], list[str]] = {(3, 11, 3): ["async-timeout==5.0.1"]}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
 def install_requirements(target: Path, python_version: str) -> None:
+    needed = [req for below, reqs in BELOW.items() if _version(python_version) < below for req in reqs]
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--no-compile", "--target", str(target), "--requirement", str(ROOT / "requirements.txt"),
-         "--only-binary=:all:", "--platform", PLATFORM, "--implementation", "cp",
+         *needed, "--only-binary=:all:", "--platform", PLATFORM, "--implementation", "cp",
          "--python-version", python_version, "--upgrade"],
         check=True,
     )

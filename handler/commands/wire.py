@@ -47,8 +47,17 @@ class Plan:
     created: list[str] = field(default_factory=list)
 
     def say(self, line: str) -> None:
+        line = without_token(line)
         self.lines.append(line)
         print(line, flush=True)
+
+
+# The push URL's `?token=` is the function's secret: printed as *** wherever a line shows the URL.
+_TOKEN = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+def without_token(text: str) -> str:
+    return _TOKEN.sub(r"\1***", text)
 
 
 # TDMQ's SDKs list FailedOperation as well as ResourceNotFound for a queue's details, and no document
@@ -161,6 +170,13 @@ def notifications_block(topic: str) -> dict[str, Any]:
         {"TopicName": topic, "EventConfigs": [{"EventName": name} for name in EVENTS]}]}
 
 
+def show_notifications_block(topic: str, dry_run: bool) -> None:
+    # Job events (JOB_FAILED…) apply to SubmitJob only (the SDK's EventConfig); a compute
+    # environment's Notifications carry its own events, none of which the function acts on.
+    print(("\nwould add" if dry_run else "\nAdd") + " this to the Job of every SubmitJob:")
+    print(json.dumps(notifications_block(topic), indent=2))
+
+
 def tdmq_caller(region: str, endpoint: str | None, protocol: str) -> Call:
     from tencentcloud.common.common_client import CommonClient
     from tencentcloud.common.credential import Credential
@@ -221,13 +237,10 @@ def main(argv: list[str]) -> int:
                                                                           args.protocol)
         ensure(plan, call, args.dry_run)
     except WireError as e:
-        raise Refused(str(e)) from None
+        raise Refused(without_token(str(e))) from None
     except TencentCloudSDKException as e:
         raise Refused(f"{e.get_code()}: {e.get_message()}") from None
-    # Job events (JOB_FAILED…) apply to SubmitJob only (the SDK's EventConfig); a compute
-    # environment's Notifications carry its own events, none of which the function acts on.
-    print(("\nwould add" if args.dry_run else "\nAdd") + " this to the Job of every SubmitJob:")
-    print(json.dumps(notifications_block(args.topic), indent=2))
+    show_notifications_block(args.topic, args.dry_run)
     if not args.http:
         print(f"\nThe function pulls it with AUTORETRY_QUEUE={args.queue} "
               f"(and AUTORETRY_REGION={args.region}).")

@@ -1,5 +1,6 @@
-"""Tencent SCF: the component config, the CAM policy, and the zip that deploy/scf/build.py builds,
-run on CPython 3.10 (SCF's newest Python runtime) the way SCF would import it."""
+"""Tencent SCF: what `deploy scf` creates (handler, runtime, timers, variables), the CAM
+policy, and the zip that deploy/scf/build.py builds, run on CPython 3.10 (SCF's newest Python
+runtime) the way SCF would import it."""
 
 from __future__ import annotations
 
@@ -12,35 +13,24 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from handler import app
+from handler.deploy import function, triggers
 from handler.gateway import RATE_LIMITS
+
+from ..ledger.conftest import REDIS_URL, delete_redis_prefix, redis_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 SCF = ROOT / "deploy" / "scf"
 EVENTS = ROOT / "events"
 
 
-@pytest.fixture(scope="module")
-def component() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((SCF / "serverless.yml").read_text())
-    return config
-
-
-def triggers(component: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e[kind]["parameters"] for e in component["inputs"]["events"] if kind in e]
-
-
-def test_component_is_scf_and_its_handler_is_main_handler(component: dict[str, Any]) -> None:
-    assert component["component"] == "scf"
-    inputs = component["inputs"]
-    assert inputs["handler"] == "index.main_handler"
-    assert inputs["runtime"] == "Python3.10"
+def test_the_function_runs_main_handler_on_python_3_10() -> None:
+    assert (function.HANDLER, function.RUNTIME) == ("index.main_handler", "Python3.10")
     spec = importlib.util.spec_from_file_location("scf_index", SCF / "index.py")
     assert spec and spec.loader
     index = importlib.util.module_from_spec(spec)
@@ -48,36 +38,34 @@ def test_component_is_scf_and_its_handler_is_main_handler(component: dict[str, A
     assert index.main_handler is app.main_handler
 
 
-def test_no_trigger_depends_on_the_retired_api_gateway(component: dict[str, Any]) -> None:
-    kinds = {kind for event in component["inputs"]["events"] for kind in event}
-    assert kinds == {"timer"}  # SCF's API Gateway trigger is offline since 2025-06-30
+def test_no_trigger_depends_on_the_retired_api_gateway() -> None:
+    # SCF's API Gateway trigger is offline since 2025-06-30; a push arrives by the function URL.
+    assert {t.type for t in triggers.OURS.values()} == {"timer", "http"}
 
 
-def test_timers_pull_the_queue_and_sweep_every_minute(component: dict[str, Any]) -> None:
+def test_timers_pull_the_queue_and_sweep_every_minute() -> None:
     from handler.ingress import is_pull_tick
 
-    timers = {t["argument"]: t for t in triggers(component, "timer")}
-    assert set(timers) == {"pull", "sweep"} and all(t["enable"] is True for t in timers.values())
-    assert timers["pull"]["cronExpression"].split() == ["0"] + ["*"] * 6
-    second, minute, *rest = timers["sweep"]["cronExpression"].split()
+    timers = {t.argument: t for t in triggers.TIMERS}
+    assert set(timers) == {"pull", "sweep"}
+    assert timers["pull"].desc.split() == ["0"] + ["*"] * 6
+    second, minute, *rest = timers["sweep"].desc.split()
     # every minute, half a minute after the pull: the sweep's cursor needs a walk a minute
     assert (second, minute, rest) == ("30", "*", ["*"] * 5)
     # SCF hands the argument to the function as the timer event's Message.
-    tick = {"Type": "Timer", "TriggerName": timers["pull"]["name"], "Message": timers["pull"]["argument"]}
+    tick = {"Type": "Timer", "TriggerName": timers["pull"].name, "Message": timers["pull"].argument}
     assert is_pull_tick(tick) and not is_pull_tick(tick | {"Message": "sweep"})
 
 
-def test_environment_names_are_ones_the_function_reads(component: dict[str, Any]) -> None:
-    config_source = "".join((ROOT / "handler" / n).read_text() for n in ("config.py", "cmq.py"))
-    names = component["inputs"]["environment"]["variables"]
-    assert "AUTORETRY_STORE" in names and "AUTORETRY_QUEUE" in names
-    assert names["AUTORETRY_QUEUE_NETWORK"] == "vpc"  # the internal address: free, no public route
-    for name in names:
+def test_environment_names_are_ones_the_function_reads() -> None:
+    config_source = "".join((ROOT / "handler" / n).read_text()
+                            for n in ("config.py", "cmq.py", "app.py", "tags.py", "auth.py"))
+    assert {"AUTORETRY_STORE", "AUTORETRY_QUEUE", "AUTORETRY_LEDGER_ID"} <= function.OWNED
+    for name in function.OWNED - {"AUTORETRY_CODE_SHA256"}:  # the digest is deploy's own mark
         assert f'"{name}"' in config_source, f"{name} is set but never read"
 
 
-def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: dict[str, Any]) -> None:
-    assert component["inputs"]["role"]
+def test_role_may_call_exactly_the_batch_actions_the_function_uses() -> None:
     policy = json.loads((SCF / "cam-policy.json").read_text())
     assert policy["version"] == "2.0"
     statement, queue, invoke = policy["statement"]
@@ -93,7 +81,7 @@ def test_role_may_call_exactly_the_batch_actions_the_function_uses(component: di
     assert queue["resource"] == ["qcs::tdmq:ap-guangzhou:uin/OWNER_UIN:queue/batch-autoretry"]
     # An HTTP push is answered within 10 s; the rest is drained by the function invoking itself
     # asynchronously (handler/continuation.py), and only itself.
-    assert invoke["action"] == ["name/scf:Invoke"]
+    assert invoke["action"] == ["name/scf:InvokeFunction"]  # CAM's name for Invoke (doc 583/18014)
     assert invoke["resource"] == [
         "qcs::scf:ap-guangzhou:uin/OWNER_UIN:namespace/default/function/batch-autoretry-*"]
 
@@ -170,7 +158,19 @@ def python_3_10() -> str | None:
     return None
 
 
-def test_scf_zip_answers_notices_on_python_3_10(built: Path, tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each store the function runs on in SCF: the embedded one, and the shared Redis (whose client
+    needs async-timeout below Python 3.11.3)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    prefix = redis_prefix()
+    yield f"{REDIS_URL}?prefix={prefix}"
+    delete_redis_prefix(prefix)
+
+
+def test_scf_zip_answers_notices_on_python_3_10(built: Path, tmp_path: Path, store: str) -> None:
     exe = python_3_10()
     if exe is None:
         pytest.skip("no CPython 3.10 interpreter here to play SCF's Python3.10 runtime")
@@ -178,7 +178,7 @@ def test_scf_zip_answers_notices_on_python_3_10(built: Path, tmp_path: Path) -> 
     zipfile.ZipFile(built).extractall(code)
     (tmp_path / "smoke.py").write_text(SMOKE)
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(code), "AUTORETRY_LOCAL": "true",
-           "AUTORETRY_STORE": f"sqlite:///{tmp_path / 'ledger.db'}"}
+           "AUTORETRY_STORE": store}
     samples = [str(EVENTS / n) for n in ("scf-apigw-push-envelope.json", "scf-cmq-records.json",
                                          "scf-timer.json", "scf-apigw-push-envelope.json")]
     # -S: no site-packages, so only the zip's own dependencies can be imported.

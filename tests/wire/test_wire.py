@@ -142,6 +142,22 @@ def test_http_wire_subscribes_the_endpoint_and_the_topic_pushes_to_it(
     assert json.loads(json.loads(body)["msgBody"])["Events"][0]["Batch"]["JobId"] == job
 
 
+def test_the_push_urls_token_is_subscribed_but_never_printed(
+    tdmq: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "s3cr3t-token-value"
+    assert wire.main(["--http", f"http://127.0.0.1:9/events?token={token}&x=1"]) == 0
+    assert wire.main(["--http", f"http://127.0.0.1:9/events?token={token}&x=1"]) == 0
+    (sub,) = tdmq.cmq.subscriptions.values()
+    assert sub.endpoint.endswith(f"token={token}&x=1")  # the topic gets it
+    out = capsys.readouterr()
+    assert token not in out.out + out.err and "token=***&x=1" in out.out
+    # the same name, another endpoint: refused, and still no token shown
+    assert wire.main(["--http", f"http://127.0.0.1:9/other?token={token}"]) == 1
+    out = capsys.readouterr()
+    assert token not in out.out + out.err
+
+
 def test_existing_subscription_to_another_endpoint_is_reported_and_left_alone(
     tdmq: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
