@@ -74,10 +74,14 @@ def test_alarms_watch_function_errors_ledger_errors_throttles_and_budget_exhaust
 
 
 def test_every_alarm_notifies_the_sns_topic_given_as_a_parameter(template: dict[str, Any]) -> None:
-    assert template["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [TOPIC, ""]}]}
+    # The deploy parameter is the stack parameter's default; CloudFormation decides the condition.
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == TOPIC
+    assert template["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
     for name, a in alarms(template).items():
         for actions in ("AlarmActions", "OKActions"):
-            assert a[actions] == {"Fn::If": ["HasAlarmTopic", [TOPIC], {"Ref": "AWS::NoValue"}]}, name
+            assert a[actions] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}],
+                                             {"Ref": "AWS::NoValue"}]}, name
 
 
 def test_alarm_dimensions_are_exactly_those_the_function_writes() -> None:

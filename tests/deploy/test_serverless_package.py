@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".serverless"
 EVENTS = ROOT / "events"
 LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem",
-                  "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:TransactWriteItems"}
-# What each call needs from IAM; a transaction's parts are authorised as the single-item calls.
+                  "dynamodb:DeleteItem", "dynamodb:Query"}
+# What each call needs from IAM. IAM has no action for a transaction itself: its parts are
+# authorised as the single-item calls.
 IAM_ACTION = {"GetItem": "dynamodb:GetItem", "BatchGetItem": "dynamodb:BatchGetItem",
               "PutItem": "dynamodb:PutItem", "DeleteItem": "dynamodb:DeleteItem",
               "UpdateItem": "dynamodb:UpdateItem", "Query": "dynamodb:Query", "Scan": "dynamodb:Scan",
-              "TransactWriteItems": "dynamodb:TransactWriteItems", "Put": "dynamodb:PutItem",
-              "Delete": "dynamodb:DeleteItem", "Update": "dynamodb:UpdateItem",
-              "ConditionCheck": "dynamodb:ConditionCheckItem"}
+              "Put": "dynamodb:PutItem", "Delete": "dynamodb:DeleteItem", "Update": "dynamodb:UpdateItem",
+              "ConditionCheck": "dynamodb:ConditionCheckItem", "Get": "dynamodb:GetItem"}
+TRANSACTIONS = {"TransactWriteItems", "TransactGetItems"}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +144,14 @@ ALB = {"AlbSecurityGroup": "AWS::EC2::SecurityGroup",
 def test_alb_with_an_http_listener_exists_only_under_its_condition_off_by_default(
     template: dict[str, Any]
 ) -> None:
-    assert template["Conditions"]["AlbHttp"] == {"Fn::Equals": ["false", "true"]}
+    # Decided by CloudFormation from the stack's parameters, not written in as constants.
+    assert template["Conditions"]["AlbHttp"] == {"Fn::And": [
+        {"Fn::Equals": [{"Ref": "AlbHttp"}, "true"]},
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlbVpcId"}, ""]}]},
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlbSubnets"}, ""]}]}]}
+    params = template["Parameters"]
+    assert (params["AlbHttp"]["Default"], params["AlbVpcId"]["Default"],
+            params["AlbSubnets"]["Default"]) == ("false", "", "")
     res = template["Resources"]
     assert {k: res[k]["Type"] for k in ALB} == ALB
     assert all(res[k]["Condition"] == "AlbHttp" for k in ALB)
@@ -153,6 +162,21 @@ def test_alb_with_an_http_listener_exists_only_under_its_condition_off_by_defaul
     assert res["AlbTargetGroup"]["Properties"]["Targets"] == [
         {"Id": {"Fn::GetAtt": ["EventsLambdaFunction", "Arn"]}}]
     assert res["AlbInvokePermission"]["Properties"]["Principal"] == "elasticloadbalancing.amazonaws.com"
+    assert res["AlbSecurityGroup"]["Properties"]["VpcId"] == {"Ref": "AlbVpcId"}
+    assert res["AlbLoadBalancer"]["Properties"]["Subnets"] == {"Fn::Split": [",", {"Ref": "AlbSubnets"}]}
+
+
+def lint(template_file: Path) -> subprocess.CompletedProcess[str]:
+    """cfn-lint, the one this virtualenv has (requirements-dev.txt), on a packaged template."""
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    return subprocess.run([str(cfn_lint), str(template_file)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_packaged_template_passes_cfn_lint(template: dict[str, Any]) -> None:
+    done = lint(OUT / "cloudformation-template-update-stack.json")
+    assert (done.returncode, done.stdout.strip()) == (0, ""), \
+        f"cfn-lint found (exit {done.returncode}):\n{done.stdout}{done.stderr}"
 
 
 def dynamodb_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,7 +228,8 @@ def recorded_calls(template: dict[str, Any], fake_batch: FakeGateway,
     calls: set[str] = set()
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        calls.add(IAM_ACTION.get(model.name, f"dynamodb:{model.name}"))
+        if model.name not in TRANSACTIONS:
+            calls.add(IAM_ACTION.get(model.name, f"dynamodb:{model.name}"))
         for item in params.get("TransactItems", []):
             calls.update(IAM_ACTION[kind] for kind in item)
 
@@ -255,7 +280,12 @@ def test_alb_is_switched_on_by_a_deploy_parameter(template: dict[str, Any], tmp_
         env={**os.environ, "SLS_TELEMETRY_DISABLED": "1", "SLS_NOTIFICATIONS_MODE": "off"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     on = json.loads((tmp_path / "cloudformation-template-update-stack.json").read_text())
-    assert on["Conditions"]["AlbHttp"] == {"Fn::Equals": ["true", "true"]}
-    props = on["Resources"]["AlbLoadBalancer"]["Properties"]
-    assert props["Subnets"] == {"Fn::Split": [",", "subnet-0123456789abcdef0,subnet-0123456789abcdef1"]}
-    assert on["Resources"]["AlbSecurityGroup"]["Properties"]["VpcId"] == "vpc-0123456789abcdef0"
+    # The deploy parameters become the stack parameters' defaults; the condition stays CloudFormation's.
+    params = on["Parameters"]
+    assert (params["AlbHttp"]["Default"], params["AlbVpcId"]["Default"],
+            params["AlbSubnets"]["Default"]) == (
+        "true", "vpc-0123456789abcdef0", "subnet-0123456789abcdef0,subnet-0123456789abcdef1")
+    assert on["Conditions"] == template["Conditions"]
+    assert {k: on["Resources"][k] for k in ALB} == {k: template["Resources"][k] for k in ALB}
+    linted = lint(tmp_path / "cloudformation-template-update-stack.json")
+    assert (linted.returncode, linted.stdout.strip()) == (0, ""), linted.stdout + linted.stderr
