@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,18 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on port {port}")
+
+
+def end_group(process: subprocess.Popen[bytes]) -> None:
+    """End a process started in a session of its own, and every process of its group: SIGTERM,
+    then SIGKILL if it has not ended within 10 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def function_env(store: str, emu: Any) -> dict[str, str]:

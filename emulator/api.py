@@ -90,6 +90,18 @@ def _page(params: dict[str, Any], default: int = 20, most: int = MAX_IDS) -> tup
 Action = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def answer_by_method(service: object, name: str, action: str, params: dict[str, Any],
+                     lock: threading.Lock | threading.RLock) -> dict[str, Any]:
+    """A management API whose actions are the `_api_<Action>` methods of `service` (CAM, SCF,
+    TDMQ), answered one at a time under `lock`; any other action is InvalidAction."""
+    method = getattr(service, f"_api_{action}", None)
+    if method is None:
+        raise ApiError("InvalidAction", f"the emulator does not answer {name} {action}")
+    with lock:
+        result: dict[str, Any] = method(params)
+        return result
+
+
 class Actions:
     """An API over the fleet that answers from a table of actions, one call at a time under the
     fleet's lock."""

@@ -35,7 +35,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.api import ApiError
+from emulator.api import ApiError, answer_by_method
 
 VERSION = "2019-01-16"
 SERVICE = "cam"
@@ -136,12 +136,7 @@ class Cam:
 
     # --- the API ----------------------------------------------------------------------------------
     def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        answer = getattr(self, f"_api_{action}", None)
-        if answer is None:
-            raise ApiError("InvalidAction", f"the emulator does not answer cam {action}")
-        with self._lock:
-            result: dict[str, Any] = answer(params)
-            return result
+        return answer_by_method(self, "cam", action, params, self._lock)
 
     def _api_GetUserAppId(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"Uin": self.uin, "OwnerUin": self.uin, "AppId": self.app_id}
@@ -156,10 +151,7 @@ class Cam:
             "RoleArn": f"qcs::cam::uin/{self.uin}:roleName/{role.name}"}}
 
     def _api_CreateRole(self, p: dict[str, Any]) -> dict[str, Any]:
-        name = p.get("RoleName")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ApiError("InvalidParameter.RoleNameError",
-                           "RoleName must be 1 to 128 letters, digits or +=,.@-_")
+        name = _cam_name(p.get("RoleName"), "RoleName", "InvalidParameter.RoleNameError")
         if name in self.roles:
             raise ApiError("InvalidParameter.RoleNameInUse", f"a role named {name} already exists")
         document = _checked_document(p.get("PolicyDocument"), trust=True)
@@ -270,10 +262,7 @@ class Cam:
 
     # --- sub-users --------------------------------------------------------------------------------
     def _api_AddUser(self, p: dict[str, Any]) -> dict[str, Any]:
-        name = p.get("Name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ApiError("InvalidParameter.UserNameIllegal",
-                           "Name must be 1 to 128 letters, digits or +=,.@-_")
+        name = _cam_name(p.get("Name"), "Name", "InvalidParameter.UserNameIllegal")
         if name in self.users:
             raise ApiError("InvalidParameter.SubUserNameInUse", f"a sub-user named {name} already exists")
         console_login = int(p.get("ConsoleLogin") or 0)
@@ -399,9 +388,13 @@ class Cam:
 
 
 def _policy_name(name: object) -> str:
+    return _cam_name(name, "PolicyName", "InvalidParameter.PolicyNameError")
+
+
+def _cam_name(name: object, field: str, code: str) -> str:
+    """A role's, a policy's or a sub-user's name: 1 to 128 of CAM's characters, else `code`."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ApiError("InvalidParameter.PolicyNameError",
-                       "PolicyName must be 1 to 128 letters, digits or +=,.@-_")
+        raise ApiError(code, f"{field} must be 1 to 128 letters, digits or +=,.@-_")
     return name
 
 

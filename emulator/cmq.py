@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from emulator.api import ApiError
+from emulator.api import ApiError, answer_by_method
 from emulator.behaviour import Behaviour
 from emulator.topics import Subscription, Topics
 
@@ -259,12 +259,7 @@ class Cmq:
 
     # --- the management API (tdmq 2020-02-17) -----------------------------------------------------
     def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = getattr(self, f"_api_{action}", None)
-        if handler is None:
-            raise ApiError("InvalidAction", f"the emulator does not answer tdmq {action}")
-        with self._lock:
-            result: dict[str, Any] = handler(params)
-            return result
+        return answer_by_method(self, "tdmq", action, params, self._lock)
 
     def _api_CreateCmqQueue(self, p: dict[str, Any]) -> dict[str, Any]:
         name = _name(p, "QueueName")

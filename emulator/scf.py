@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator import scf_limits as limits
-from emulator.api import ApiError
+from emulator.api import ApiError, answer_by_method
 from emulator.scf_cron import Cron, CronError, EmulatorClock, Ticker
 from emulator.scf_runtime import RunSpec, Runtime
 
@@ -145,12 +145,7 @@ class Scf:
     def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "Invoke":  # may run the function to its end: never under the lock
             return self._invoke(params)
-        handler = getattr(self, f"_api_{action}", None)
-        if handler is None:
-            raise ApiError("InvalidAction", f"the emulator does not answer scf {action}")
-        with self._lock:
-            result: dict[str, Any] = handler(params)
-            return result
+        return answer_by_method(self, "scf", action, params, self._lock)
 
     def _api_CreateFunction(self, p: dict[str, Any]) -> dict[str, Any]:
         namespace, name = limits.namespace(p), limits.function_name(p)

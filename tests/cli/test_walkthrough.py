@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.local import free_port
+from bench.local import end_group, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Walk-through: make a job fail and watch it retried"
@@ -85,13 +84,7 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
     yield processes
     for p in processes:  # each was started in its own session: end its whole group
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        end_group(p)
 
 
 def test_the_readme_walkthrough_retries_the_failed_job_once(

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from bench.local import free_port, wait_port
+from bench.local import end_group, free_port, wait_port
 from emulator import Emulator
 from handler import secrets
 from handler.ledger import Ledger
@@ -94,12 +93,7 @@ def moto_server(tmp_path: Path) -> Iterator[str]:
         wait_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        end_group(server)
 
 
 @pytest.fixture
