@@ -48,10 +48,12 @@ class CallFailed(Exception):
                 f"{self.message}); nothing after it was done, and deploying again goes on from there")
 
 
-def absent(code: str) -> bool:
-    """An error code that means 'no such thing' (SCF's ResourceNotFound.Function, CAM's
-    ResourceNotFound.RoleNotExist or InvalidParameter.RoleNotExist, TDMQ's ResourceNotFound.*)."""
-    return code.startswith("ResourceNotFound") or "NotExist" in code
+def absent(code: str, action: str) -> bool:
+    """An error code that means 'no such thing': wire's rule (ResourceNotFound.*, and FailedOperation
+    for a queue's details, which TDMQ's SDKs list too), and CAM's InvalidParameter.RoleNotExist."""
+    from handler.commands.wire import not_found
+
+    return not_found(code, action) or "NotExist" in code
 
 
 def shown(params: dict[str, Any]) -> str:
@@ -125,7 +127,7 @@ class Cloud:
         try:
             return self._call(service, action, params)
         except CallFailed as e:
-            if absent(e.code):
+            if absent(e.code, action):
                 return None
             raise
 

@@ -451,6 +451,19 @@ def test_teardown_leaves_nothing_and_a_second_changes_nothing(
     assert set(lines(out).values()) == {"already gone"}, out
 
 
+@pytest.mark.parametrize("absent_code", ["ResourceNotFound", "FailedOperation"])
+def test_a_second_teardown_takes_either_code_of_a_missing_queue_as_gone(
+        deployer: Emulator, run: Run, package: str, store: str, absent_code: str) -> None:
+    """TDMQ's SDKs list FailedOperation beside ResourceNotFound for a missing queue's details:
+    deploy reads that answer as wire does."""
+    deployer.behaviour.absent_queue_code = absent_code
+    assert run("scf", "--store", store, "--package", package)[0] == 0
+    assert run("teardown")[0] == 0
+    code, out, err = run("teardown")
+    assert code == 0, err
+    assert lines(out)["queue batch-autoretry"] == "already gone", out
+
+
 def test_teardown_deletes_a_topic_others_subscribe_to_and_says_so(
         deployer: Emulator, run: Run, package: str, store: str) -> None:
     emu = deployer
